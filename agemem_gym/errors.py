@@ -1,0 +1,40 @@
+"""Exceptions raised for programmer and file errors.
+
+Agent mistakes never raise: they become typed error codes in ``info["action_error"]`` (see
+:mod:`agemem_gym.protocol`). Everything here is for the person writing code against the library. Each class
+subclasses the matching builtin so that ``except ValueError`` keeps working, and messages state the rule, the
+value and the fix, e.g. ``"'top_k' must be a positive int, got -3"``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgeMemError",
+    "ConfigError",
+    "DataError",
+    "MemoryNotFoundError",
+    "StoreFormatError",
+]
+
+
+class AgeMemError(Exception):
+    """Base class of every exception this library raises on purpose."""
+
+
+class ConfigError(AgeMemError, ValueError):
+    """A constructor or ``reset(options=...)`` argument breaks a rule."""
+
+
+class DataError(AgeMemError, ValueError):
+    """A dataset file or record is missing, malformed or of the wrong schema."""
+
+
+class StoreFormatError(AgeMemError, ValueError):
+    """A saved memory store is corrupt, truncated, or was written for another configuration."""
+
+
+class MemoryNotFoundError(AgeMemError, KeyError):
+    """A memory id that is not (or no longer) in the store was passed by code, not by the agent."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable.
+        return str(self.args[0]) if self.args else ""

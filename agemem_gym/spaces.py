@@ -1,0 +1,64 @@
+"""A Gymnasium space for arbitrary Unicode text.
+
+Gymnasium's :class:`~gymnasium.spaces.Text` checks every character against a fixed charset (its default rejects
+"é") and needs the charset enumerated, which cannot cover everything a tokenizer emits. :class:`UnicodeText`
+accepts any ``str`` up to ``max_length`` characters. It subclasses ``Text`` so Gymnasium's vector utilities batch
+it as a tuple of strings (async vector envs still need ``shared_memory=False``).
+
+>>> space = UnicodeText(max_length=10)
+>>> space.contains("café ☕"), space.contains("x" * 11), space.contains(b"bytes")
+(True, False, False)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.spaces import Text
+
+from agemem_gym.errors import ConfigError
+
+__all__ = ["UnicodeText"]
+
+# sample() draws from printable ASCII, Latin-1, a few scripts and emoji, so sampled agent text exercises
+# the parser on non-ASCII input without producing lone surrogates (which cannot be encoded as UTF-8).
+_SAMPLE_RANGES = ((0x20, 0x7E), (0xA0, 0xFF), (0x370, 0x3FF), (0x400, 0x4FF), (0x4E00, 0x4FFF), (0x1F300, 0x1F5FF))
+
+
+class UnicodeText(Text):
+    """Any Python ``str`` of length ``min_length`` to ``max_length`` (characters, not tokens)."""
+
+    def __init__(self, max_length: int, *, min_length: int = 0, seed: int | np.random.Generator | None = None):
+        if not isinstance(max_length, int) or max_length < 1:
+            raise ConfigError(f"'max_length' must be a positive int, got {max_length!r}")
+        if not isinstance(min_length, int) or not 0 <= min_length <= max_length:
+            raise ConfigError(f"'min_length' must be an int in [0, max_length={max_length}], got {min_length!r}")
+        super().__init__(max_length=max_length, min_length=min_length, seed=seed)
+
+    def contains(self, x: Any) -> bool:
+        """True for any ``str`` whose length is within bounds."""
+        return isinstance(x, str) and self.min_length <= len(x) <= self.max_length
+
+    def sample(self, mask: Any = None, probability: Any = None) -> str:
+        """A random string of printable characters from several scripts (``mask`` is not supported)."""
+        if mask is not None or probability is not None:
+            raise ConfigError("UnicodeText.sample() takes no mask or probability; got one")
+        hi = min(self.max_length, max(self.min_length, 64))
+        n = int(self.np_random.integers(self.min_length, hi + 1))
+        blocks = self.np_random.integers(len(_SAMPLE_RANGES), size=n)
+        chars = [chr(int(self.np_random.integers(lo, top + 1))) for lo, top in (_SAMPLE_RANGES[b] for b in blocks)]
+        return "".join(chars)
+
+    def __repr__(self) -> str:
+        return f"UnicodeText(min_length={self.min_length}, max_length={self.max_length})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, UnicodeText)
+            and self.min_length == other.min_length
+            and self.max_length == other.max_length
+        )
+
+    def __hash__(self) -> int:
+        return hash(("UnicodeText", self.min_length, self.max_length))
