@@ -356,7 +356,7 @@ def test_reader_catches_planted_conflicts() -> None:
     with pytest.raises(AssertionError, match="founded two things"):
         read((*task.paragraphs, planted))
     wrong_year = tuple(
-        Paragraph(p.title, tuple(re.sub(r"established in \d+", "established in 1", s) for s in p.sentences))
+        Paragraph(p.title, tuple(re.sub(r"established in \d+", "established in 1111", s) for s in p.sentences))
         for p in task.gold_paragraphs
     )
-    assert solve(task, wrong_year)[0] == "1" != task.answer
+    assert solve(task, wrong_year)[0] == "1111" != task.answer
