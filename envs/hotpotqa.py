@@ -31,7 +31,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import re
 import threading
 import warnings
 from collections import OrderedDict
@@ -108,7 +107,7 @@ _DATA_SUFFIXES = (".json", ".jsonl", ".gz")
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_CHARS = 1 << 20
 _MAX_RECORD_CHARS = 64 << 20  # far above any real record (~10 KB); bounds memory on a malformed file
-_WS = re.compile(r"[ \t\n\r]*")
+_WHITESPACE = frozenset(" \t\n\r")  # JSON's whitespace
 
 
 def hotpotqa_cache_dir() -> Path:
@@ -220,11 +219,11 @@ class _RecordReader:
         self._eof = False
         self._decoder = json.JSONDecoder()
 
-    def _fill(self, n: int = _READ_CHARS) -> bool:
-        """Append up to ``n`` more characters to the buffer; ``False`` at end of file."""
+    def _fill(self, n: int = 0) -> bool:
+        """Append up to ``n`` (default ``_READ_CHARS``) more characters to the buffer; ``False`` at end of file."""
         if self._eof:
             return False
-        chunk = self._stream.read(n)
+        chunk = self._stream.read(n or _READ_CHARS)
         if not chunk:
             self._eof = True
             return False
@@ -235,14 +234,16 @@ class _RecordReader:
     def _peek(self) -> str:
         """The next non-whitespace character without consuming it, or ``""`` at end of file."""
         while True:
-            self._pos = _WS.match(self._buf, self._pos).end()  # type: ignore[union-attr]
+            while self._pos < len(self._buf) and self._buf[self._pos] in _WHITESPACE:
+                self._pos += 1
             if self._pos < len(self._buf):
                 return self._buf[self._pos]
             if not self._fill():
                 return ""
 
     def _value(self, index: int) -> Any:
-        """Decode the value that starts at the cursor, reading more text while it is incomplete."""
+        """Decode the value that starts at the next non-whitespace character, reading more text while incomplete."""
+        self._peek()
         grow = _READ_CHARS
         while True:
             try:
