@@ -212,3 +212,20 @@ def test_cli_dest_option(
     assert dl.main(["hotpotqa", "--split", "train", "--dest", str(tmp_path / "d"), "--no-progress"]) == 0
     assert (tmp_path / "d" / "hotpot_train_v1.1.json").read_bytes() == PAYLOAD
     assert "AGEMEM_HOTPOTQA_PATH" in capsys.readouterr().out
+
+
+def test_part_longer_than_remote_restarts(server: _Server, tmp_path: Path) -> None:
+    """A .part longer than the remote file (416 with a smaller size) is discarded and downloaded afresh."""
+    dest = tmp_path / "data.bin"
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD + b"junk")
+    dl.download(server.url + "/data.bin", dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert [r for _, r in server.requests] == [f"bytes={len(PAYLOAD) + 4}-", None]
+
+
+def test_stale_dest_with_wrong_checksum_is_replaced(server: _Server, tmp_path: Path) -> None:
+    """An existing dest that fails the checksum is downloaded again and replaced atomically."""
+    dest = tmp_path / "data.bin"
+    dest.write_bytes(b"old contents")
+    dl.download(server.url + "/data.bin", dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
