@@ -396,7 +396,7 @@ def _fillers(rng: np.random.Generator, e: _Entity) -> list[str]:
     """Sentences that state nothing a question asks about (some carry years, to tempt a careless reader)."""
     a, name = e.attrs, e.name
     year = a["born"] + int(rng.integers(18, 46)) if e.kind == "person" else a["founded"] + int(rng.integers(3, 40))
-    other = _root(rng)
+    other, second = _root(rng), _root(rng)  # invented names for filler (a hall, a gallery, an album)
     if e.kind == "town":
         return [
             f"{name} is known for its {_pick(rng, ('spring', 'autumn', 'horse', 'wool'))} fair.",
@@ -407,7 +407,7 @@ def _fillers(rng: np.random.Generator, e: _Entity) -> list[str]:
         surname = name.split(" ", 1)[1]
         return [
             f"{surname} kept detailed diaries, later published as the {other} Notebooks.",
-            f"A portrait of {surname} by an unknown artist hangs in the {other} Gallery.",
+            f"A portrait of {surname} by an unknown artist hangs in the {second} Gallery.",
             f"{surname} travelled widely in {year}.",
         ]
     if e.kind == "company":
@@ -420,7 +420,7 @@ def _fillers(rng: np.random.Generator, e: _Entity) -> list[str]:
         return [
             f'Their debut album, "{other} Nights", appeared in {min(year, 2023)}.',
             f"The band is noted for its {_pick(rng, ('long', 'quiet', 'loud', 'improvised'))} live shows.",
-            f"{name} toured widely with the {other} Quartet.",
+            f"{name} toured widely with the {second} Quartet.",
         ]
     return [
         f"It was restored in {min(year, 2022)}.",
