@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from agemem_gym.env import AgeMemEnv
 from agemem_gym.envs._paths import dataset_cache_dir
 from agemem_gym.errors import ConfigError, DataError
 from agemem_gym.task import Task, TaskSuite
@@ -47,6 +48,7 @@ __all__ = [
     "HOTPOTQA_BASE_URL",
     "HOTPOTQA_FILES",
     "HOTPOTQA_PATH_ENV",
+    "HotpotQAEnv",
     "HotpotQAFile",
     "Split",
     "clear_hotpotqa_cache",
@@ -502,3 +504,27 @@ def load_hotpotqa(
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return suite
+
+
+class HotpotQAEnv(AgeMemEnv):
+    """``AgeMem-HotpotQA-v0``: the AgeMem env over HotpotQA's distractor setting.
+
+    Stage 1 shares the 2 gold paragraphs mixed with some of the question's distractors; stage 2 the remaining
+    distractors (topped up from other questions when short); stage 3 asks the question. See
+    :class:`~agemem_gym.env.AgeMemEnv` for the episode, spaces and rewards. Arguments of its own:
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``data_path`` | ``None`` | the HotpotQA file or a directory holding it; else ``AGEMEM_HOTPOTQA_PATH``, else the cache |
+    | ``limit`` | ``None`` | read only the first ``limit`` questions |
+
+    Every other keyword goes to :class:`~agemem_gym.env.AgeMemEnv`.
+
+    Raises:
+        DataError: No HotpotQA file was found (the message says how to get one) or the file is malformed.
+    """
+
+    def __init__(
+        self, *, data_path: str | os.PathLike[str] | None = None, limit: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(load_hotpotqa(data_path, limit=limit), **kwargs)

@@ -41,10 +41,11 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from agemem_gym.env import AgeMemEnv
 from agemem_gym.errors import ConfigError
 from agemem_gym.task import Paragraph, SupportingFact, Task, TaskSuite
 
-__all__ = ["DIFFICULTIES", "Difficulty", "SyntheticConfig", "make_synthetic_suite"]
+__all__ = ["DIFFICULTIES", "Difficulty", "SyntheticConfig", "SyntheticEnv", "make_synthetic_suite"]
 
 Difficulty = Literal["easy", "medium", "hard"]
 DIFFICULTIES: tuple[str, ...] = get_args(Difficulty)
@@ -750,3 +751,31 @@ def make_synthetic_suite(
     if config is not None and not isinstance(config, SyntheticConfig):
         raise ConfigError(f"'config' must be a SyntheticConfig or None, got {type(config).__name__}")
     return _suite(n_tasks, seed, difficulty, config or SyntheticConfig())
+
+
+class SyntheticEnv(AgeMemEnv):
+    """``AgeMem-Synthetic-v0``: the AgeMem env over the synthetic multi-hop suite (no data needed).
+
+    See :class:`~agemem_gym.env.AgeMemEnv` for the episode, spaces and rewards. Arguments of its own:
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``n_tasks`` | 1000 | tasks in the suite (task ``i`` does not depend on it) |
+    | ``suite_seed`` | 0 | seeds the fictional world and its questions |
+    | ``difficulty`` | ``"medium"`` | ``"easy"``, ``"medium"`` or ``"hard"`` distractors |
+    | ``suite_config`` | ``None`` | a :class:`SyntheticConfig` |
+
+    Every other keyword goes to :class:`~agemem_gym.env.AgeMemEnv`.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_tasks: int = 1000,
+        suite_seed: int = 0,
+        difficulty: Difficulty = "medium",
+        suite_config: SyntheticConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        suite = make_synthetic_suite(n_tasks, seed=suite_seed, difficulty=difficulty, config=suite_config)
+        super().__init__(suite, **kwargs)

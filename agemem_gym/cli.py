@@ -1,0 +1,239 @@
+"""Command line: ``agemem-eval`` (scripted policies over N tasks, as a table) and ``agemem-play`` (be the agent).
+
+agemem-eval --env-id AgeMem-Synthetic-v0 --episodes 50
+agemem-eval --env-id AgeMem-HotpotQA-v0 --data-path hotpot_dev_distractor_v1.json --episodes 200 --json-out r.json
+agemem-play --env-id AgeMem-Synthetic-v0 --seed 3
+python -m agemem_gym.cli {eval,play} ...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import tyro
+
+import agemem_gym  # noqa: F401  (registers the ids)
+from agemem_gym.agents import POLICIES, answer, make_policy, tool_call
+from agemem_gym.errors import ConfigError
+from agemem_gym.evaluation import EvalResult, evaluate
+from agemem_gym.recorder import RecordEpisodes
+from agemem_gym.tools import TOOL_NAMES
+
+__all__ = ["EvalArgs", "PlayArgs", "eval_main", "main", "play_main", "render_table", "run_eval"]
+
+
+def _make_env(env_id: str, data_path: str | None, env_kwargs: str) -> gym.Env[str, str]:
+    try:
+        kwargs: dict[str, Any] = json.loads(env_kwargs)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--env-kwargs must be a JSON object, got {env_kwargs!r} ({err.msg})") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"--env-kwargs must be a JSON object, got {env_kwargs!r}")
+    if data_path is not None:
+        kwargs["data_path"] = data_path
+    return gym.make(env_id, **kwargs)
+
+
+@dataclass
+class EvalArgs:
+    """Evaluate scripted policies on the same tasks and print the paper's metrics as a table."""
+
+    env_id: str = "AgeMem-Synthetic-v0"
+    """Registered env id."""
+    policies: tuple[str, ...] = POLICIES
+    """Policies to evaluate (oracle, oracle_heuristic, rag, no_memory, random)."""
+    episodes: int = 20
+    """Tasks to run per policy (a seeded sample without repeats; all policies get the same tasks)."""
+    seed: int = 0
+    """Seed for the task sample and the policies."""
+    data_path: str | None = None
+    """HotpotQA file (for the HotpotQA id); else AGEMEM_HOTPOTQA_PATH or the cache dir."""
+    env_kwargs: str = "{}"
+    """Extra env constructor kwargs as JSON, e.g. '{"reward_weights": "released_code"}'."""
+    json_out: str | None = None
+    """Write the per-policy summaries and per-episode rows here."""
+    record_dir: str | None = None
+    """Record every episode to <dir>/<policy>.jsonl (replayable; exportable as SFT data)."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+def run_eval(args: EvalArgs) -> dict[str, EvalResult]:
+    """Run every policy of ``args`` on the same task sample; returns results by policy name."""
+    results: dict[str, EvalResult] = {}
+    for name in args.policies:
+        env = _make_env(args.env_id, args.data_path, args.env_kwargs)
+        if args.record_dir is not None:
+            env = RecordEpisodes(env, Path(args.record_dir) / f"{name}.jsonl")
+        ids = list(env.unwrapped.suite.task_ids)  # type: ignore[attr-defined]
+        order = np.random.default_rng(args.seed).permutation(len(ids))[: args.episodes]
+        policy = make_policy(name, env.unwrapped, seed=args.seed)
+        results[name] = evaluate(
+            env, policy, task_ids=[ids[int(i)] for i in order], seed=args.seed, progress=args.progress
+        )
+        env.close()
+    return results
+
+
+_COLUMNS = (
+    ("R", "R", ".3f"),
+    ("task", "task_score", ".3f"),
+    ("EM", "EM", ".3f"),
+    ("F1", "F1", ".3f"),
+    ("R_ctx", "R_context", ".3f"),
+    ("R_mem", "R_memory", ".3f"),
+    ("MQ-P", "MQ_precision", ".2f"),
+    ("MQ-R", "MQ_recall", ".2f"),
+    ("tok peak", "tokens_peak", ".0f"),
+    *((n.split("_")[0][:3].upper(), f"tool/{n}", ".2f") for n in TOOL_NAMES),
+    ("trunc", "truncated", ".2f"),
+    ("steps/s", "steps_per_s", ".0f"),
+)
+
+
+def render_table(results: dict[str, EvalResult]) -> str:
+    """A markdown table of the per-policy means (tool columns: calls per episode, as the paper's Table 3)."""
+    head = "| policy | " + " | ".join(c[0] for c in _COLUMNS) + " |"
+    rule = "|---|" + "---:|" * len(_COLUMNS)
+    lines = [head, rule]
+    for name, res in results.items():
+        s = res.summary
+        lines.append(f"| {name} | " + " | ".join(format(s.get(key, 0.0), fmt) for _, key, fmt in _COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def eval_main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point of ``agemem-eval``."""
+    args = tyro.cli(EvalArgs, args=argv)
+    _eval(args)
+
+
+def _eval(args: EvalArgs) -> None:
+    results = run_eval(args)
+    print(f"{args.env_id}: {args.episodes} tasks per policy, seed {args.seed}")
+    print(render_table(results))
+    if args.json_out:
+        payload = {
+            "args": asdict(args),
+            "summary": {k: v.summary for k, v in results.items()},
+            "rows": {k: v.rows for k, v in results.items()},
+            "task_ids": {k: v.task_ids for k, v in results.items()},
+        }
+        Path(args.json_out).write_text(json.dumps(payload, indent=1))
+        print(f"wrote {args.json_out}")
+
+
+@dataclass
+class PlayArgs:
+    """Play the agent yourself in the terminal."""
+
+    env_id: str = "AgeMem-Synthetic-v0"
+    """Registered env id."""
+    seed: int = 0
+    """Seed (picks the task unless --task-id is given)."""
+    task_id: str | None = None
+    """Play this task."""
+    data_path: str | None = None
+    """HotpotQA file (for the HotpotQA id)."""
+    env_kwargs: str = "{}"
+    """Extra env constructor kwargs as JSON."""
+
+
+_HELP = """Type raw protocol text, or a shortcut (end multi-line input with an empty line):
+  /add <text>              Add_memory          /upd <id> <text>   Update_memory
+  /del <id>                Delete_memory       /ret <query>       Retrieve_memory
+  /sum <all|N> [summary]   Summary_context     /filter <criteria> Filter_context
+  /answer <text>           answer              /quit              stop"""
+
+
+def shortcut(line: str) -> str | None:
+    """Expand a play-mode shortcut into protocol text (None for /quit; raw text passes through)."""
+    cmd, _, rest = line.strip().partition(" ")
+    rest = rest.strip()
+    if cmd == "/quit":
+        return None
+    if cmd == "/add":
+        return tool_call(("Add_memory", {"content": rest}))
+    if cmd == "/upd":
+        mid, _, text = rest.partition(" ")
+        return tool_call(("Update_memory", {"memory_id": mid, "content": text}))
+    if cmd == "/del":
+        return tool_call(("Delete_memory", {"memory_id": rest, "confirmation": True}))
+    if cmd == "/ret":
+        return tool_call(("Retrieve_memory", {"query": rest}))
+    if cmd == "/sum":
+        span, _, summary = rest.partition(" ")
+        args: dict[str, Any] = {"span": span or "all"}
+        if summary:
+            args["summary"] = summary
+        return tool_call(("Summary_context", args))
+    if cmd == "/filter":
+        return tool_call(("Filter_context", {"criteria": rest}))
+    if cmd == "/answer":
+        return answer(rest)
+    return line
+
+
+def play_main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point of ``agemem-play``."""
+    _play(tyro.cli(PlayArgs, args=argv))
+
+
+def _play(args: PlayArgs) -> None:
+    env = _make_env(args.env_id, args.data_path, args.env_kwargs)
+    obs, info = env.reset(seed=args.seed, options={"task_id": args.task_id} if args.task_id else None)
+    print(_HELP)
+    shown = 0
+    while True:
+        for m in info["messages"][shown:]:
+            print(f"\n--- {m['role']} ---\n{m['content']}")
+        shown = len(info["messages"])
+        print(f"\n[stage {info['stage']} | {info['context_tokens']} tokens | {info['memory_size']} memories]")
+        lines: list[str] = []
+        while True:
+            try:
+                line = input("> " if not lines else ". ")
+            except EOFError:
+                return
+            if not line.strip():
+                break
+            lines.append(line)
+            if line.startswith("/"):
+                break
+        if not lines:
+            continue
+        action = shortcut("\n".join(lines))
+        if action is None:
+            return
+        obs, reward, terminated, truncated, info = env.step(action)
+        shown = min(shown, len(info["messages"]))
+        if info["action_error"]:
+            print(f"(error: {info['action_error']})")
+        print(
+            f"(reward {reward:+.4f}: {', '.join(f'{k} {v:+.3f}' for k, v in info['reward_components'].items() if v)})"
+        )
+        if terminated or truncated:
+            ep = info["episode"]
+            print(f"\nEpisode over. Your answer: {ep['answer']!r}; gold: {ep['gold_answer']!r}")
+            print(json.dumps({k: ep[k] for k in ("R", "task_score", "R_context", "R_memory", "penalty")}, indent=1))
+            return
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m agemem_gym.cli {eval,play}``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("eval", "play"):
+        print("usage: python -m agemem_gym.cli {eval,play} [--help]")
+        sys.exit(2)
+    (eval_main if argv[0] == "eval" else play_main)(argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,610 @@
+"""The AgeMem environment: three-stage episodes in which an LLM agent manages long- and short-term memory.
+
+The env only orchestrates (DESIGN.md §2): :func:`~agemem_gym.protocol.parse_action` turns text into an action,
+:func:`~agemem_gym.tools.execute` runs each call on the :class:`~agemem_gym.memory.MemoryStore` or the
+:class:`~agemem_gym.context.Context`, :mod:`agemem_gym.rewards` prices the result, and the context renders the
+observation.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, get_args
+
+import gymnasium as gym
+import numpy as np
+
+from agemem_gym.context import Context, MessageKind, hybrid_similarity, make_token_counter
+from agemem_gym.embedders import Embedder, make_embedder
+from agemem_gym.errors import ConfigError
+from agemem_gym.grounding import GroundingConfig, facts_held, key_terms, memory_quality, terms_present
+from agemem_gym.memory import MemoryStore, StoreConfig
+from agemem_gym.prompts import PromptStyle, question_turn, stage_turn, system_prompt
+from agemem_gym.protocol import Action, ErrorCode, ProtocolConfig, parse_action
+from agemem_gym.rewards import (
+    AnswerMetric,
+    EpisodeLedger,
+    Judge,
+    PenaltyConfig,
+    RewardWeights,
+    compression_score,
+    context_terms,
+    efficiency_score,
+    memory_terms,
+    potential,
+    resolve_weights,
+    task_score,
+)
+from agemem_gym.spaces import UnicodeText
+from agemem_gym.summarizers import Summarizer, make_summarizer
+from agemem_gym.task import Paragraph, Task, TaskSuite
+from agemem_gym.tools import TOOL_NAMES, ToolResult, ToolRuntime, ToolSettings, execute, render_results, tool_schemas
+
+__all__ = ["AgeMemEnv", "EpisodeConfig"]
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    """How an episode is laid out and limited (per-episode overrides go through ``reset(options=...)``).
+
+    The defaults follow the paper's set-up on HotpotQA's distractor setting: stage 1 shares the 2 gold
+    paragraphs and 3 distractors, one paragraph per user turn (5 rounds); stage 2 shares the other 5 distractors
+    (5 rounds); stage 3 asks the question; an 8,192-token context budget.
+
+    Attributes:
+        stage1_distractors: Distractor paragraphs mixed into stage 1 with the gold paragraphs.
+        stage2_paragraphs: Distractor paragraphs in stage 2 (the task's remaining distractors first).
+        stage2_fill: Top stage 2 up with other tasks' distractors when the task has too few.
+        paragraphs_per_turn: Paragraphs per user turn in stages 1 and 2.
+        max_tool_rounds: Tool (or malformed) turns allowed per user message; one more truncates the episode.
+        max_steps: Agent turns allowed per episode; reaching it without the final answer truncates.
+        context_budget: T_max, the context's token budget (Eq. 19 and the overflow penalty).
+        answer_metric: How the final answer is scored: ``"f1"``, ``"em"`` or ``"fuzzy"``.
+    """
+
+    stage1_distractors: int = 3
+    stage2_paragraphs: int = 5
+    stage2_fill: bool = True
+    paragraphs_per_turn: int = 1
+    max_tool_rounds: int = 5
+    max_steps: int = 100
+    context_budget: int = 8192
+    answer_metric: AnswerMetric = "f1"
+
+    def __post_init__(self) -> None:
+        for name, low in (
+            ("stage1_distractors", 0),
+            ("stage2_paragraphs", 0),
+            ("paragraphs_per_turn", 1),
+            ("max_tool_rounds", 0),
+            ("max_steps", 1),
+            ("context_budget", 1),
+        ):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ConfigError(f"{name!r} must be an int >= {low}, got {v!r}")
+        if self.answer_metric not in get_args(AnswerMetric):
+            raise ConfigError(f"'answer_metric' must be one of {get_args(AnswerMetric)}, got {self.answer_metric!r}")
+
+    def override(self, changes: Mapping[str, Any]) -> EpisodeConfig:
+        """A copy with ``changes`` applied (validated; unknown names raise)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ConfigError(f"unknown episode setting(s) {sorted(unknown)}; the settings are {sorted(known)}")
+        return replace(self, **changes)
+
+
+def _config(cls: Any, spec: Any, name: str) -> Any:
+    """A frozen config dataclass from None (defaults), an instance, or a mapping of its fields."""
+    if spec is None:
+        return cls()
+    if isinstance(spec, cls):
+        return spec
+    if isinstance(spec, Mapping):
+        known = {f.name for f in fields(cls)}
+        unknown = set(spec) - known
+        if unknown:
+            raise ConfigError(f"{name!r}: unknown field(s) {sorted(unknown)}; the fields are {sorted(known)}")
+        return cls(**spec)
+    raise ConfigError(f"{name!r} must be None, a {cls.__name__} or a mapping of its fields, got {spec!r}")
+
+
+@dataclass
+class _Episode:
+    """Everything that changes during an episode except the store and the context."""
+
+    task: Task
+    turns: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # user messages of stages 1, 2, 3
+    paragraphs: tuple[tuple[tuple[Paragraph, ...], ...], ...]  # per stage, per user message: what it shares
+    facts: tuple[str, ...]
+    key_terms: tuple[str, ...]
+    config: EpisodeConfig
+    stage: int = 1
+    turn: int = 0  # index of the current user message within its stage
+    tool_rounds: int = 0  # non-answer turns spent on the current user message
+    steps: int = 0
+    done: bool = False
+    answer: str | None = None
+    truncation: str | None = None
+    reward_sum: float = 0.0
+    ledger: EpisodeLedger = field(default_factory=EpisodeLedger)
+    held: dict[str, frozenset[int]] = field(default_factory=dict)  # live memory id -> gold facts it holds
+
+
+_STAGE_KIND: dict[int, MessageKind] = {1: "material", 2: "distractor", 3: "question"}
+
+
+class AgeMemEnv(gym.Env[str, str]):
+    """AgeMem's three-stage memory-management environment over a suite of multi-hop questions.
+
+    ## Description
+    An LLM agent converses with a user over three stages (paper §3.3). Stage 1 (LTM construction): the user
+    casually shares the task's material, a few paragraphs per turn (the gold paragraphs mixed with some
+    distractors), and the agent may store what matters with ``Add_memory`` / ``Update_memory`` /
+    ``Delete_memory``. Stage 2 (STM control): the context is reset to the system prompt (long-term memory
+    persists) and the user shares related but irrelevant paragraphs; the agent may ``Summary_context`` or
+    ``Filter_context``. Stage 3 (integrated reasoning): the context continues from stage 2 and the user asks the
+    question; the agent may ``Retrieve_memory`` and then answers.
+
+    ## Action Space
+    Text (:class:`~agemem_gym.spaces.UnicodeText`): ``<think>…</think>`` then ``<tool_call>[…]</tool_call>`` or
+    ``<answer>…</answer>`` (see :mod:`agemem_gym.protocol`). Malformed text is never an exception: it is an
+    error code in ``info["action_error"]``, a tool message telling the agent what was wrong, and a penalty.
+
+    ## Observation Space
+    Text: the current context rendered as ``[role]``-headed messages. ``info["messages"]`` carries the same
+    context as OpenAI-style dicts (for chat templates) and ``info["tools"]`` the tool schemas.
+
+    ## Rewards
+    The paper's R(τ) = w_task·R_task + w_context·R_context + w_memory·R_memory + P (App. A.2), paid as
+    potential-based per-step shaping whose step rewards sum exactly to R(τ) (see :mod:`agemem_gym.rewards`).
+    ``info["reward_components"]`` splits each step's reward by term; the last step's ``info["episode"]`` holds the
+    totals, memory quality against the gold supporting facts, and tool counts.
+
+    ## Starting State
+    A task from the suite (``options={"task_id": ...}`` picks one; otherwise drawn with ``np_random``). The stage
+    material and its order depend only on the task id (and ``options["material_seed"]``), so K envs reset with
+    the same task id share their start exactly, as GRPO groups need.
+
+    ## Episode End
+    Terminated when the agent answers the stage-3 question. Truncated (reason in ``info["truncation_reason"]``)
+    when a user message gets more than ``max_tool_rounds`` non-answer turns (``"tool_round_limit"``) or the
+    episode reaches ``max_steps`` turns (``"max_steps"``); both cost P_rounds, and R_task is P_no-answer.
+
+    ## Arguments
+    | argument | default | meaning |
+    |---|---|---|
+    | ``suite`` | required | the :class:`~agemem_gym.task.TaskSuite` to draw tasks from |
+    | ``embedder`` | ``"hash"`` | ``"hash"``, ``"minilm"`` or a callable ``list[str] -> array`` |
+    | ``reward_weights`` | ``"paper"`` | ``"paper"``, ``"released_code"`` or a mapping of weights |
+    | ``episode`` | :class:`EpisodeConfig` | stage layout and limits (mapping or instance) |
+    | ``penalties`` | :class:`~agemem_gym.rewards.PenaltyConfig` | penalty coefficients |
+    | ``tools`` | :class:`~agemem_gym.tools.ToolSettings` | top_k bounds, filter θ, content limits |
+    | ``protocol`` | :class:`~agemem_gym.protocol.ProtocolConfig` | action length and calls-per-turn limits |
+    | ``store`` | :class:`~agemem_gym.memory.StoreConfig` | hnswlib parameters and near-duplicate policy |
+    | ``grounding`` | :class:`~agemem_gym.grounding.GroundingConfig` | when a memory holds a gold fact |
+    | ``prompt_style`` | ``"paper"`` | ``"paper"`` (full schemas) or ``"compact"`` |
+    | ``tokenizer`` | ``None`` | transformers tokenizer or ``str -> int`` for token accounting |
+    | ``summarizer`` | ``"extractive"`` | used by ``Summary_context`` when the agent gives no summary |
+    | ``judge`` | ``None`` | ``(question, prediction, gold) -> [0, 1]`` replacing the answer metric |
+    | ``render_mode`` | ``None`` | ``"ansi"`` returns the rendered context |
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012  (Gymnasium's convention)
+
+    def __init__(
+        self,
+        suite: TaskSuite,
+        *,
+        embedder: str | Embedder | Callable[[list[str]], Any] = "hash",
+        reward_weights: str | Mapping[str, float] | RewardWeights = "paper",
+        episode: EpisodeConfig | Mapping[str, Any] | None = None,
+        penalties: PenaltyConfig | Mapping[str, float] | None = None,
+        tools: ToolSettings | Mapping[str, Any] | None = None,
+        protocol: ProtocolConfig | Mapping[str, Any] | None = None,
+        store: StoreConfig | Mapping[str, Any] | None = None,
+        grounding: GroundingConfig | Mapping[str, Any] | None = None,
+        prompt_style: PromptStyle = "paper",
+        tokenizer: Any = None,
+        summarizer: str | Summarizer | None = None,
+        judge: Judge | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if not isinstance(suite, TaskSuite):
+            raise ConfigError(f"'suite' must be a TaskSuite, got {type(suite).__name__}")
+        if prompt_style not in ("paper", "compact"):
+            raise ConfigError(f"'prompt_style' must be 'paper' or 'compact', got {prompt_style!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ConfigError(
+                f"'render_mode' must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
+        if judge is not None and not callable(judge):
+            raise ConfigError(f"'judge' must be a callable (question, prediction, gold) -> float, got {judge!r}")
+        self.suite = suite
+        self.embedder = make_embedder(embedder)
+        self.weights = resolve_weights(reward_weights)
+        self.episode_config: EpisodeConfig = _config(EpisodeConfig, episode, "episode")
+        self.penalties: PenaltyConfig = _config(PenaltyConfig, penalties, "penalties")
+        self.tool_settings: ToolSettings = _config(ToolSettings, tools, "tools")
+        self.protocol: ProtocolConfig = _config(ProtocolConfig, protocol, "protocol")
+        self.store_config: StoreConfig = _config(StoreConfig, store, "store")
+        self.grounding: GroundingConfig = _config(GroundingConfig, grounding, "grounding")
+        self.prompt_style: PromptStyle = prompt_style
+        self.judge = judge
+        self.render_mode = render_mode
+        self._token_counter = make_token_counter(tokenizer)
+        self._summarizer = make_summarizer(summarizer)
+        self._similarity = hybrid_similarity(self.embedder)
+        self._tools = tool_schemas()
+
+        self.action_space = UnicodeText(max_length=self.protocol.max_action_chars)
+        self.observation_space = UnicodeText(max_length=10_000_000)
+
+        self.store = MemoryStore(self.embedder, config=self.store_config)
+        self.context = self._new_context(self.episode_config)
+        self._ep: _Episode | None = None
+
+    # ---- set-up ----
+    def _new_context(self, config: EpisodeConfig) -> Context:
+        prompt = system_prompt(self.prompt_style, self._tools, config.context_budget)
+        return Context(
+            prompt, token_counter=self._token_counter, summarizer=self._summarizer, similarity=self._similarity
+        )
+
+    def _material(
+        self, task: Task, config: EpisodeConfig, material_seed: int
+    ) -> tuple[tuple[tuple[tuple[Paragraph, ...], ...], ...], tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]:
+        """The paragraphs and user messages of each stage (per user message). Depends only on the task, the
+        config and ``material_seed``."""
+        digest = hashlib.blake2b(f"{task.task_id}\x00{material_seed}".encode(), digest_size=8).digest()
+        rng = np.random.default_rng(int.from_bytes(digest, "little"))
+        distractors = list(task.distractor_paragraphs)
+        order = rng.permutation(len(distractors))
+        distractors = [distractors[int(i)] for i in order]
+        n1 = min(config.stage1_distractors, len(distractors))
+        stage1 = list(task.gold_paragraphs) + distractors[:n1]
+        stage1 = [stage1[int(i)] for i in rng.permutation(len(stage1))]
+        stage2 = distractors[n1 : n1 + config.stage2_paragraphs]
+        if config.stage2_fill and len(stage2) < config.stage2_paragraphs:
+            stage2 += self.suite.filler_paragraphs(rng, config.stage2_paragraphs - len(stage2), exclude=task)
+
+        def chunks(paragraphs: Sequence[Paragraph]) -> tuple[tuple[Paragraph, ...], ...]:
+            k = config.paragraphs_per_turn
+            return tuple(tuple(paragraphs[i : i + k]) for i in range(0, len(paragraphs), k))
+
+        shared: tuple[tuple[tuple[Paragraph, ...], ...], ...] = (chunks(stage1), chunks(stage2), ((),))
+        texts: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] = (
+            tuple(stage_turn(c, rng) for c in shared[0]),
+            tuple(stage_turn(c, rng) for c in shared[1]),
+            (question_turn(task.question),),
+        )
+        return shared, texts
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """Start an episode.
+
+        Args:
+            seed: Seeds ``np_random`` (which only picks the task when none is named).
+            options: ``task_id`` (start this task), ``material_seed`` (another ordering and wording of the same
+                task's material; default 0), and any :class:`EpisodeConfig` field to override for this episode.
+        """
+        super().reset(seed=seed)
+        opts = dict(options or {})
+        task_id = opts.pop("task_id", None)
+        material_seed = opts.pop("material_seed", 0)
+        if not isinstance(material_seed, int) or isinstance(material_seed, bool):
+            raise ConfigError(f"options['material_seed'] must be an int, got {material_seed!r}")
+        config = self.episode_config.override(opts) if opts else self.episode_config
+        task = self.suite.get(task_id) if task_id is not None else self.suite.sample(self.np_random)
+        shared, (stage1, stage2, stage3) = self._material(task, config, material_seed)
+        self._ep = _Episode(
+            task=task,
+            turns=(stage1, stage2, stage3),
+            paragraphs=shared,
+            facts=task.supporting_sentences,
+            key_terms=key_terms(task.question),
+            config=config,
+        )
+        self.store = MemoryStore(self.embedder, config=self.store_config)
+        self.context = self._new_context(config)
+        self._open_stage(1)
+        self._ep.ledger.tokens_peak = self.context.tokens
+        return self.context.render(), self._info(None, [], {}, first=True)
+
+    def _open_stage(self, stage: int) -> None:
+        """Enter ``stage`` (skipping empty ones) and post its first user message."""
+        ep = self._require()
+        while stage < 3 and not ep.turns[stage - 1]:
+            stage += 1
+        if stage >= 2 and ep.stage == 1:
+            self.context.reset()  # DESIGN.md §4: the context is reset at the start of stage 2; LTM persists
+        ep.stage, ep.turn, ep.tool_rounds = stage, 0, 0
+        self.context.append("user", ep.turns[stage - 1][0], kind=_STAGE_KIND[stage], stage=stage)
+
+    def _require(self) -> _Episode:
+        if self._ep is None:
+            raise gym.error.ResetNeeded("call reset() before step(), get_state() or render()")
+        return self._ep
+
+    # ---- stepping ----
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Apply one agent turn. See the class docstring for the protocol, rewards and episode end."""
+        ep = self._require()
+        if ep.done:
+            raise gym.error.ResetNeeded("the episode has ended; call reset() before stepping again")
+        ep.steps += 1
+        phi_before = potential(ep.ledger, self.weights)
+        parsed = parse_action(action, self.protocol)
+        results: list[ToolResult] = []
+        penalty, task_term, terminated = 0.0, 0.0, False
+
+        shown = action if isinstance(action, str) else repr(action)
+        if len(shown) > self.protocol.max_action_chars:
+            shown = shown[: self.protocol.max_action_chars] + " …[truncated]"
+        if parsed.kind == "invalid":
+            assert parsed.error is not None
+            ep.ledger.error_counts[parsed.error.code.value] += 1
+            penalty += self.penalties.format_error
+            self.context.append("assistant", shown, kind="action", stage=ep.stage)
+            self.context.append(
+                "tool", f"error {parsed.error.code.value}: {parsed.error.message}", kind="feedback", stage=ep.stage
+            )
+            ep.tool_rounds += 1
+        elif parsed.kind == "tool_call":
+            runtime = ToolRuntime(self.store, self.context, self.tool_settings, step=ep.steps, stage=ep.stage)
+            for call in parsed.tool_calls:
+                result = execute(call, runtime)
+                results.append(result)
+                penalty += self._account(result)
+            # The action and its results follow the edits, so a summary never swallows the call that made it.
+            self.context.append("assistant", shown, kind="action", stage=ep.stage)
+            self.context.append("tool", render_results(results), kind="tool_result", stage=ep.stage)
+            ep.tool_rounds += 1
+        else:
+            terminated, task_term = self._answer(parsed, shown)
+
+        ledger = ep.ledger
+        ledger.tokens_peak = max(ledger.tokens_peak, self.context.tokens)
+        if not ledger.overflowed and self.context.tokens > ep.config.context_budget:
+            ledger.overflowed = True
+            penalty += self.penalties.overflow  # P_overflow (Eq. 26), once
+        truncated = False
+        if not terminated:
+            if ep.tool_rounds > ep.config.max_tool_rounds:
+                ep.truncation = "tool_round_limit"
+            elif ep.steps >= ep.config.max_steps:
+                ep.truncation = "max_steps"
+            if ep.truncation is not None:
+                truncated = True
+                penalty += self.penalties.rounds  # P_rounds (Eq. 26)
+                ledger.task = self.penalties.no_answer  # P_no-answer (Eq. 17)
+                task_term = self.weights.task * ledger.task
+        ledger.penalty += penalty
+        phi_after = potential(ledger, self.weights)
+        components = {k: phi_after[k] - phi_before[k] for k in phi_after}
+        components["task"] = task_term
+        components["penalty"] = penalty
+        reward = float(sum(components.values()))
+        ep.reward_sum += reward
+        ep.done = terminated or truncated
+        error = parsed.error.code.value if parsed.error is not None else None
+        if error is None:
+            error = next((r.error.code.value for r in results if r.error is not None), None)
+        info = self._info(error, results, components)
+        if ep.done:
+            info["episode"] = self._episode_summary()
+            if truncated:
+                info["truncation_reason"] = ep.truncation
+        return self.context.render(), reward, terminated, truncated, info
+
+    def _answer(self, parsed: Action, shown: str) -> tuple[bool, float]:
+        """Close the current user turn; on the stage-3 question, score the answer. Returns (terminated, task term)."""
+        ep = self._require()
+        assert parsed.answer is not None
+        if ep.stage < 3:
+            self.context.append("assistant", shown, kind="reply", stage=ep.stage)
+            ep.turn += 1
+            ep.tool_rounds = 0
+            if ep.turn < len(ep.turns[ep.stage - 1]):
+                self.context.append("user", ep.turns[ep.stage - 1][ep.turn], kind=_STAGE_KIND[ep.stage], stage=ep.stage)
+            else:
+                self._open_stage(ep.stage + 1)
+            return False, 0.0
+        # Eq. 19 and 21 are measured on the context "when the final answer is generated", before it is added.
+        ledger = ep.ledger
+        ledger.compression = compression_score(self.context.tokens, ep.config.context_budget)
+        ledger.preservation = terms_present(ep.key_terms, " ".join(m.content for m in self.context.messages))
+        ledger.task = task_score(
+            parsed.answer, ep.task.answer, metric=ep.config.answer_metric, question=ep.task.question, judge=self.judge
+        )
+        ep.answer = parsed.answer
+        self.context.append("assistant", shown, kind="reply", stage=3)
+        return True, self.weights.task * ledger.task
+
+    def _account(self, result: ToolResult) -> float:
+        """Record one tool result in the ledger; returns its format penalty (0 when it succeeded)."""
+        ep = self._require()
+        ledger = ep.ledger
+        if result.name in TOOL_NAMES:
+            ledger.tool_counts[result.name] += 1
+        ledger.calls += 1
+        if not result.ok:
+            assert result.error is not None
+            ledger.error_counts[result.error.code.value] += 1
+            return self.penalties.format_error
+        ledger.calls_ok += 1
+        data = result.data
+        if result.name == "Add_memory" and data["action"] == "added":
+            held = facts_held(data["content"], ep.facts, self.grounding)
+            ep.held[data["id"]] = held
+            ledger.added[data["id"]] = bool(held)
+        elif result.name == "Update_memory":
+            old = ep.held.get(data["id"], frozenset())
+            new = facts_held(data["content"], ep.facts, self.grounding)
+            ep.held[data["id"]] = new
+            if data["id"] in ledger.added:
+                ledger.added[data["id"]] = bool(new)
+            ledger.maintenance_ops += 1
+            # Useful: the new content changed and keeps (or extends) the gold facts the memory held.
+            if new and new >= old and data["content"] != data["old_content"]:
+                ledger.useful_maintenance += 1
+        elif result.name == "Delete_memory" and data["deleted"]:
+            gone = ep.held.pop(data["id"], frozenset())
+            ledger.maintenance_ops += 1
+            still = frozenset().union(*ep.held.values()) if ep.held else frozenset()
+            # Useful: it removed clutter, or a copy of facts another memory still holds.
+            if gone <= still:
+                ledger.useful_maintenance += 1
+        elif result.name == "Retrieve_memory":
+            hits = data["hits"]
+            ledger.retrieved += len(hits)
+            ledger.retrieved_relevant += sum(1 for h in hits if facts_held(h["content"], ep.facts, self.grounding))
+        elif result.name in ("Summary_context", "Filter_context"):
+            changed = data.get("replaced", 0) or data.get("removed", 0)
+            if changed and not ledger.overflowed:
+                ledger.preventive = True  # Eq. 20: a context-reduction tool before overflow
+        return 0.0
+
+    # ---- reporting ----
+    def _info(
+        self, error: str | None, results: Sequence[ToolResult], components: Mapping[str, float], *, first: bool = False
+    ) -> dict[str, Any]:
+        ep = self._require()
+        ledger = ep.ledger
+        info: dict[str, Any] = {
+            "task_id": ep.task.task_id,
+            "stage": ep.stage,
+            "turn": ep.turn,
+            "step": ep.steps,
+            "tool_round": ep.tool_rounds,
+            "action_error": error,
+            "call_errors": [r.error.code.value for r in results if r.error is not None],
+            "tool_results": [r.to_dict() for r in results],
+            "reward_components": dict(components) if not first else {},
+            "reward_terms": self._terms(ledger),
+            "context_tokens": self.context.tokens,
+            "memory_size": len(self.store),
+            "messages": self.context.to_dicts(),
+            "tools": copy.deepcopy(self._tools),
+        }
+        return info
+
+    @staticmethod
+    def _terms(ledger: EpisodeLedger) -> dict[str, float]:
+        terms = {**context_terms(ledger), **memory_terms(ledger), "efficiency": efficiency_score(ledger)}
+        terms["task"] = ledger.task if ledger.task is not None else 0.0
+        return terms
+
+    def _episode_summary(self) -> dict[str, Any]:
+        ep = self._require()
+        ledger = ep.ledger
+        ctx, mem = context_terms(ledger), memory_terms(ledger)
+        r_context = sum(ctx.values()) / len(ctx)
+        r_memory = sum(mem.values()) / len(mem)
+        task = ledger.task if ledger.task is not None else self.penalties.no_answer
+        live = [item.content for item in self.store]
+        return {
+            "R": ep.reward_sum,
+            "task_score": task,
+            "R_context": r_context,
+            "R_memory": r_memory,
+            "R_efficiency": efficiency_score(ledger),
+            "penalty": ledger.penalty,
+            "terms": {**ctx, **mem},
+            "weights": asdict(self.weights),
+            "memory_quality": memory_quality(live, ep.facts, self.grounding),
+            "tool_counts": {name: ledger.tool_counts.get(name, 0) for name in TOOL_NAMES},
+            "error_counts": dict(sorted(ledger.error_counts.items())),
+            "context_tokens_peak": ledger.tokens_peak,
+            "context_tokens_final": self.context.tokens,
+            "overflowed": ledger.overflowed,
+            "steps": ep.steps,
+            "answer": ep.answer,
+            "gold_answer": ep.task.answer,
+            "truncation_reason": ep.truncation,
+            "memory_size": len(live),
+        }
+
+    def episode_reward(self) -> float:
+        """R(τ) recomputed in closed form from the ledger (Eq. 16); equals the sum of the step rewards so far
+        once the episode has ended. Useful to check the shaping identity."""
+        ep = self._require()
+        ledger = ep.ledger
+        task = ledger.task if ledger.task is not None else 0.0
+        return self.weights.task * task + math.fsum(potential(ledger, self.weights).values()) + ledger.penalty
+
+    # ---- snapshots ----
+    def get_state(self) -> dict[str, Any]:
+        """A deep snapshot of the whole world (episode, ledger, context, long-term store, RNG) for branching
+        rollouts and exact replay. Picklable; restoring it with :meth:`set_state` reproduces every later step."""
+        ep = self._require()
+        return {
+            "version": STATE_VERSION,
+            "episode": copy.deepcopy(ep),
+            "context": self.context.snapshot(),
+            "store": self.store.snapshot(),
+            "np_random": copy.deepcopy(self.np_random.bit_generator.state),
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore a snapshot taken by :meth:`get_state` on an env with the same configuration.
+
+        Raises:
+            ConfigError: The snapshot is not one, or is of another version.
+        """
+        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
+            raise ConfigError(
+                f"set_state expects a snapshot from get_state() (version {STATE_VERSION}), "
+                f"got {type(state).__name__} with version {getattr(state, 'get', lambda _k: None)('version')!r}"
+            )
+        ep: _Episode = copy.deepcopy(state["episode"])
+        store = MemoryStore(self.embedder, config=self.store_config)
+        store.restore(state["store"])
+        context = self._new_context(ep.config)
+        context.restore(state["context"])
+        self.np_random.bit_generator.state = copy.deepcopy(state["np_random"])
+        self._ep, self.store, self.context = ep, store, context
+
+    # ---- rendering ----
+    def render(self) -> str | None:
+        """With ``render_mode="ansi"``, the rendered context (the observation); otherwise None."""
+        if self.render_mode == "ansi":
+            self._require()
+            return self.context.render()
+        return None
+
+    @property
+    def task(self) -> Task:
+        """The current episode's task (privileged: for scripted oracles and analysis, not for the agent)."""
+        return self._require().task
+
+    @property
+    def shared_paragraphs(self) -> tuple[Paragraph, ...]:
+        """The paragraphs the current user message shares (privileged, like :attr:`task`)."""
+        ep = self._require()
+        return ep.paragraphs[ep.stage - 1][ep.turn] if ep.stage < 3 else ()
+
+    @property
+    def is_last_turn_of_stage(self) -> bool:
+        """True while the current user message is the last of its stage (privileged, like :attr:`task`)."""
+        ep = self._require()
+        return ep.turn == len(ep.turns[ep.stage - 1]) - 1
+
+    @property
+    def stage(self) -> int:
+        """The current stage (1, 2 or 3)."""
+        return self._require().stage
+
+
+# The error codes the env can report, for documentation and adapters.
+ACTION_ERROR_CODES: tuple[str, ...] = tuple(c.value for c in ErrorCode)

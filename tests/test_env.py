@@ -1,0 +1,380 @@
+"""Tests of the AgeMem env: Gymnasium contract, three-stage semantics, rewards identity, limits, snapshots."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import agemem_gym
+from agemem_gym.agents import NoMemoryPolicy, OraclePolicy, RagPolicy, RandomPolicy, answer, tool_call
+from agemem_gym.env import AgeMemEnv
+from agemem_gym.errors import ConfigError
+from agemem_gym.protocol import ErrorCode
+
+from .data_paths import HOTPOT_SAMPLE, requires_hotpot
+
+SMALL = {"stage1_distractors": 1, "stage2_paragraphs": 2, "paragraphs_per_turn": 1, "max_tool_rounds": 3}
+
+
+def make(env_id: str = "AgeMem-Synthetic-v0", **kwargs: Any) -> gym.Env[str, str]:
+    if env_id == "AgeMem-HotpotQA-v0":
+        kwargs.setdefault("data_path", str(HOTPOT_SAMPLE))
+    return gym.make(env_id, **kwargs)
+
+
+def run(env: gym.Env[str, str], policy: Any, seed: int, options: dict[str, Any] | None = None) -> list[Any]:
+    """Run one episode; returns [(obs, reward, terminated, truncated, info), ...] including the reset."""
+    obs, info = env.reset(seed=seed, options=options)
+    policy.reset(info)
+    out: list[Any] = [(obs, info)]
+    while True:
+        obs, r, term, trunc, info = env.step(policy.act(obs, info))
+        out.append((obs, r, term, trunc, info))
+        if term or trunc:
+            return out
+
+
+def test_ids_are_registered_on_import() -> None:
+    """Importing the package registers both ids, and the module:id form works too."""
+    assert {"AgeMem-HotpotQA-v0", "AgeMem-Synthetic-v0"} <= set(gym.registry)
+    env = gym.make("agemem_gym:AgeMem-Synthetic-v0")
+    assert isinstance(env.unwrapped, AgeMemEnv)
+    assert agemem_gym.ENV_IDS
+
+
+@pytest.mark.parametrize("env_id", ["AgeMem-Synthetic-v0", pytest.param("AgeMem-HotpotQA-v0", marks=requires_hotpot)])
+def test_check_env_passes(env_id: str) -> None:
+    """Gymnasium's own checker accepts every registered id."""
+    check_env(make(env_id).unwrapped, skip_render_check=False)
+
+
+def test_hotpotqa_without_data_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With no data anywhere, making the HotpotQA env fails with instructions, not a traceback from deep inside."""
+    monkeypatch.delenv("AGEMEM_HOTPOTQA_PATH", raising=False)
+    monkeypatch.setenv("AGEMEM_CACHE_DIR", str(tmp_path))
+    with pytest.raises(agemem_gym.errors.DataError, match="agemem-download hotpotqa"):
+        gym.make("AgeMem-HotpotQA-v0")
+
+
+def test_seeded_rollouts_are_identical() -> None:
+    """Two envs reset with the same seed and fed the same actions give identical observations, rewards, infos."""
+    a, b = make(), make()
+    ra, rb = run(a, RandomPolicy(7), seed=3), run(b, RandomPolicy(7), seed=3)
+    assert len(ra) == len(rb)
+    for x, y in zip(ra, rb):
+        assert x == y
+
+
+def test_same_task_id_gives_same_start_whatever_the_seed() -> None:
+    """K envs reset with one task id share their start exactly (GRPO groups)."""
+    env = make()
+    tid = env.unwrapped.suite.task_ids[5]  # type: ignore[attr-defined]
+    starts = {env.reset(seed=s, options={"task_id": tid})[0] for s in range(4)}
+    assert len(starts) == 1
+    other = env.reset(seed=0, options={"task_id": tid, "material_seed": 1})[0]
+    assert other not in starts
+
+
+def test_unknown_task_id_and_option_raise() -> None:
+    """A bad task id or option is a programmer error with a clear message."""
+    env = make()
+    with pytest.raises(ConfigError, match="task_id 'nope' is not in suite"):
+        env.reset(options={"task_id": "nope"})
+    with pytest.raises(ConfigError, match=r"unknown episode setting\(s\) \['bogus'\]"):
+        env.reset(options={"bogus": 1})
+    with pytest.raises(ConfigError, match="'max_steps' must be an int >= 1, got 0"):
+        env.reset(options={"max_steps": 0})
+
+
+def test_three_stages_reset_context_but_keep_memory() -> None:
+    """Stage 2 starts from the system prompt with the store intact; stage 3 continues stage 2's context."""
+    env = make(episode=SMALL)
+    obs, info = env.reset(seed=0)
+    assert info["stage"] == 1 and [m["role"] for m in info["messages"]] == ["system", "user"]
+    obs, r, term, trunc, info = env.step(tool_call(("Add_memory", {"content": "Remember this."})))
+    assert info["memory_size"] == 1 and "m_0001" in obs
+    stage2_first: list[dict[str, str]] | None = None
+    while info["stage"] == 1:
+        obs, r, term, trunc, info = env.step(answer("ok"))
+        if info["stage"] == 2:
+            stage2_first = info["messages"]
+    assert stage2_first is not None and [m["role"] for m in stage2_first] == ["system", "user"]
+    assert info["memory_size"] == 1
+    while info["stage"] == 2:
+        before = info["messages"]
+        obs, r, term, trunc, info = env.step(answer("ok"))
+    assert info["messages"][: len(before)] == before  # stage 3 continues the context
+    assert "question for you" in info["messages"][-1]["content"]
+    obs, r, term, trunc, info = env.step(answer("x"))
+    assert term and not trunc and "episode" in info
+
+
+def test_step_after_end_and_before_reset_raise() -> None:
+    """Stepping without an episode is a programmer error."""
+    env = AgeMemEnv(make().unwrapped.suite)  # type: ignore[attr-defined]
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(answer("x"))
+
+
+def test_malformed_action_is_typed_fed_back_and_penalised() -> None:
+    """A broken turn yields an error code, a tool message for the agent, and the format penalty."""
+    env = make()
+    env.reset(seed=0)
+    obs, r, term, trunc, info = env.step("no tags here")
+    assert info["action_error"] == ErrorCode.NO_ACTION.value
+    assert info["messages"][-1]["role"] == "tool" and "no_action" in info["messages"][-1]["content"]
+    assert info["reward_components"]["penalty"] == pytest.approx(-0.1) and r == pytest.approx(-0.1)
+    obs, r, term, trunc, info = env.step(tool_call(("Delete_memory", {"memory_id": "m_0042", "confirmation": True})))
+    assert info["action_error"] == "unknown_memory_id" and info["call_errors"] == ["unknown_memory_id"]
+
+
+def test_tool_round_limit_truncates_with_reason_and_penalties() -> None:
+    """More non-answer turns than allowed on one user message truncates, costing P_rounds and P_no-answer."""
+    env = make(episode={**SMALL, "max_tool_rounds": 2})
+    env.reset(seed=0)
+    for _ in range(2):
+        *_, trunc, info = env.step(tool_call(("Retrieve_memory", {"query": "x"})))
+        assert not trunc
+    obs, r, term, trunc, info = env.step(tool_call(("Retrieve_memory", {"query": "x"})))
+    assert trunc and not term and info["truncation_reason"] == "tool_round_limit"
+    ep = info["episode"]
+    assert ep["task_score"] == -1.0 and ep["penalty"] == pytest.approx(-1.0)
+    assert info["reward_components"]["task"] == pytest.approx(-1 / 3)
+
+
+def test_max_steps_truncates() -> None:
+    """Reaching max_steps without the final answer truncates with reason max_steps."""
+    env = make(episode={**SMALL, "max_steps": 3})
+    env.reset(seed=0)
+    for _ in range(2):
+        *_, trunc, info = env.step(answer("ok"))
+        assert not trunc
+    *_, trunc, info = env.step(answer("ok"))
+    assert trunc and info["truncation_reason"] == "max_steps"
+
+
+def test_overflow_is_penalised_once() -> None:
+    """Exceeding the context budget costs P_overflow once, and the episode goes on."""
+    env = make(episode={**SMALL, "context_budget": 300})
+    env.reset(seed=0)
+    penalties = []
+    for _ in range(3):
+        *_, info = env.step(answer("ok"))
+        penalties.append(info["reward_components"]["penalty"])
+    assert penalties.count(-0.5) == 1 and info["episode" if "episode" in info else "stage"]
+
+
+def test_info_is_fresh_and_json_serialisable() -> None:
+    """Mutating a returned info does not change the env; infos hold only JSON data (no clocks, no objects)."""
+    env = make()
+    obs, info = env.reset(seed=0)
+    info["messages"].append({"role": "user", "content": "tampered"})
+    info["tools"].clear()
+    *_, info2 = env.step(answer("ok"))
+    assert all(m["content"] != "tampered" for m in info2["messages"]) and len(info2["tools"]) == 6
+    json.dumps(info2)
+
+
+def _episode_sum(env: gym.Env[str, str], policy: Any, seed: int) -> tuple[float, dict[str, Any], float]:
+    steps = run(env, policy, seed)
+    total = 0.0
+    for _, r, _, _, info in steps[1:]:
+        total += r
+        assert r == pytest.approx(sum(info["reward_components"].values()), abs=1e-12)
+    closed = env.unwrapped.episode_reward()  # type: ignore[attr-defined]
+    return total, steps[-1][-1]["episode"], closed
+
+
+@pytest.mark.parametrize("weights", ["paper", "released_code", {"task": 1.0, "context": 0.2, "memory": 0.7}])
+def test_step_rewards_sum_to_episode_reward(weights: Any) -> None:
+    """For scripted and random policies, the step rewards sum to info['episode']['R'] and to the closed-form R(τ)."""
+    env = make(reward_weights=weights, episode=SMALL)
+    policies = [RandomPolicy(s) for s in range(6)] + [NoMemoryPolicy(), RagPolicy(), OraclePolicy(env.unwrapped)]
+    for i, policy in enumerate(policies):
+        total, ep, closed = _episode_sum(env, policy, seed=i)
+        assert abs(total - ep["R"]) < 1e-9
+        assert abs(total - closed) < 1e-9
+
+
+def test_oracle_beats_baselines_on_synthetic() -> None:
+    """The oracle earns more than no-memory and random on the synthetic suite (every term near the top)."""
+    env = make()
+    scores: dict[str, list[dict[str, Any]]] = {}
+    for name, policy in [
+        ("oracle", OraclePolicy(env.unwrapped)),
+        ("no_memory", NoMemoryPolicy()),
+        ("random", RandomPolicy(0)),
+    ]:
+        scores[name] = [run(env, policy, seed)[-1][-1]["episode"] for seed in range(5)]
+    mean = {k: float(np.mean([e["R"] for e in v])) for k, v in scores.items()}
+    assert mean["oracle"] > mean["no_memory"] + 0.3 and mean["oracle"] > mean["random"] + 0.3
+    for ep in scores["oracle"]:
+        assert ep["task_score"] == 1.0 and ep["memory_quality"]["f1"] == 1.0
+        assert ep["terms"]["storage"] == 1.0 and ep["terms"]["relevance"] == 1.0
+        assert ep["terms"]["maintenance"] == 1.0 and ep["terms"]["preventive"] == 1.0
+        assert ep["terms"]["preservation"] == 1.0 and ep["penalty"] == 0.0
+
+
+def test_get_state_set_state_reproduces_the_rest_exactly() -> None:
+    """Restoring a mid-episode snapshot (also after pickling) replays the remaining steps identically."""
+    env = make(episode=SMALL)
+    obs, info = env.reset(seed=1)
+    policy = RandomPolicy(3)
+    for content in ("first fact", "second fact", "third fact"):
+        env.step(tool_call(("Add_memory", {"content": content})))
+        obs, *_, info = env.step(answer("ok"))
+    state = pickle.loads(pickle.dumps(env.unwrapped.get_state()))  # type: ignore[attr-defined]
+    actions = [policy.act(obs, info) for _ in range(40)]
+
+    def rest() -> list[Any]:
+        out = []
+        for a in actions:
+            step = env.step(a)
+            out.append(step)
+            if step[2] or step[3]:
+                break
+        return out
+
+    first = rest()
+    env.unwrapped.set_state(state)  # type: ignore[attr-defined]
+    second = rest()
+    assert first == second
+    with pytest.raises(ConfigError, match="set_state expects a snapshot"):
+        env.unwrapped.set_state({"version": 99})  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_make_vec_runs(mode: str) -> None:
+    """gym.make_vec works in sync and async modes (async with shared_memory=False) and autoresets."""
+    kwargs: dict[str, Any] = {"vector_kwargs": {"shared_memory": False}} if mode == "async" else {}
+    envs = gym.make_vec("AgeMem-Synthetic-v0", num_envs=2, vectorization_mode=mode, episode=SMALL, **kwargs)
+    try:
+        obs, info = envs.reset(seed=0)
+        assert len(obs) == 2 and all(isinstance(o, str) and o.startswith("[system]") for o in obs)
+        for _ in range(12):
+            obs, r, term, trunc, info = envs.step([answer("ok"), answer("ok")])
+        assert len(r) == 2 and np.isfinite(r).all()
+    finally:
+        envs.close()
+
+
+def test_render_ansi_returns_the_observation() -> None:
+    """render_mode='ansi' renders the same text as the observation."""
+    env = make(render_mode="ansi")
+    obs, _ = env.reset(seed=0)
+    assert env.render() == obs
+
+
+def test_constructor_validates_arguments() -> None:
+    """Bad constructor arguments raise with the rule, the value and the fix."""
+    with pytest.raises(ConfigError, match="'prompt_style' must be 'paper' or 'compact'"):
+        make(prompt_style="short")
+    with pytest.raises(ConfigError, match=r"'episode': unknown field\(s\) \['rounds'\]"):
+        make(episode={"rounds": 5})
+    with pytest.raises(ConfigError, match="'reward_weights' preset must be one of"):
+        make(reward_weights="best")
+
+
+def test_compact_prompt_is_shorter() -> None:
+    """The compact system prompt costs fewer tokens than the paper-style one."""
+    full = make().reset(seed=0)[1]["context_tokens"]
+    compact = make(prompt_style="compact").reset(seed=0)[1]["context_tokens"]
+    assert compact < full / 2
+
+
+_actions = st.one_of(
+    st.text(max_size=200),
+    st.sampled_from([answer("ok"), answer("yes")]),
+    st.builds(
+        lambda name, args: tool_call((name, args)),
+        st.sampled_from(
+            [
+                "Add_memory",
+                "Update_memory",
+                "Delete_memory",
+                "Retrieve_memory",
+                "Summary_context",
+                "Filter_context",
+                "Clear_context",
+                "Nope",
+            ]
+        ),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "content",
+                    "memory_id",
+                    "confirmation",
+                    "query",
+                    "top_k",
+                    "span",
+                    "criteria",
+                    "summary",
+                    "metadata",
+                    "metadata_filter",
+                ]
+            ),
+            st.one_of(
+                st.text(max_size=30),
+                st.integers(-3, 12),
+                st.booleans(),
+                st.none(),
+                st.just("m_0001"),
+                st.just("all"),
+                st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+            ),
+            max_size=4,
+        ),
+    ),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_actions, min_size=1, max_size=60), st.integers(0, 50))
+def test_arbitrary_action_streams_never_raise_and_always_end(actions: list[str], seed: int) -> None:
+    """Full episodes of arbitrary text: no exception, every error typed, rewards finite and summing to R."""
+    env = make(episode={**SMALL, "max_steps": 60})
+    env.reset(seed=seed)
+    codes = {c.value for c in ErrorCode}
+    total, i, done = 0.0, 0, False
+    while not done:
+        obs, r, term, trunc, info = env.step(actions[i % len(actions)])
+        i += 1
+        assert np.isfinite(r)
+        total += r
+        assert info["action_error"] is None or info["action_error"] in codes
+        assert set(info["call_errors"]) <= codes
+        done = term or trunc
+    assert abs(total - info["episode"]["R"]) < 1e-9
+
+
+def test_contract_check_script_passes() -> None:
+    """The shared contract check (a floor of DESIGN.md §3 and §6) reports no failure."""
+    script = Path(__file__).resolve().parents[1].parent / "shared" / "checks" / "contract_check.py"
+    if not script.exists():
+        pytest.skip(f"the shared contract check is not beside the checkout ({script})")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 failures" in done.stdout
+
+
+def test_state_snapshot_is_independent_of_later_steps() -> None:
+    """A snapshot is a deep copy: stepping after get_state does not change it."""
+    env = make()
+    env.reset(seed=0)
+    state = env.unwrapped.get_state()  # type: ignore[attr-defined]
+    frozen = copy.deepcopy(state["episode"].ledger)
+    env.step(tool_call(("Add_memory", {"content": "x y z"})))
+    assert state["episode"].ledger == frozen
