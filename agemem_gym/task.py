@@ -124,8 +124,13 @@ class Task:
         rid = record.get("_id", "<no _id>") if isinstance(record, Mapping) else "<not a mapping>"
         if not isinstance(record, Mapping):
             raise DataError(f"a HotpotQA record must be a JSON object, got {type(record).__name__}")
-        for key, typ in (("_id", str), ("question", str), ("answer", str), ("supporting_facts", list),
-                         ("context", list)):
+        for key, typ in (
+            ("_id", str),
+            ("question", str),
+            ("answer", str),
+            ("supporting_facts", list),
+            ("context", list),
+        ):
             if not isinstance(record.get(key), typ):
                 raise DataError(
                     f"record {rid!r}: field {key!r} must be a {typ.__name__}, got {type(record.get(key)).__name__}"
