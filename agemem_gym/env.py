@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -246,6 +247,7 @@ class AgeMemEnv(gym.Env[str, str]):
         self._summarizer = make_summarizer(summarizer)
         self._similarity = hybrid_similarity(self.embedder)
         self._tools = tool_schemas()
+        self._tools_json = json.dumps(self._tools)  # info["tools"] is decoded from this: 5x cheaper than deepcopy
 
         self.action_space = UnicodeText(max_length=self.protocol.max_action_chars)
         self.observation_space = UnicodeText(max_length=10_000_000)
@@ -296,11 +298,15 @@ class AgeMemEnv(gym.Env[str, str]):
         Args:
             seed: Seeds ``np_random`` (which only picks the task when none is named).
             options: ``task_id`` (start this task), ``material_seed`` (another ordering and wording of the same
-                task's material; default 0), and any :class:`EpisodeConfig` field to override for this episode.
+                task's material; default 0), ``memories`` (long-term memories to start with, e.g. from an earlier
+                session: strings or ``{"content", "metadata", "memory_type"}`` mappings; they count toward memory
+                quality but not toward the agent's storage reward), and any :class:`EpisodeConfig` field to
+                override for this episode.
         """
         super().reset(seed=seed)
         opts = dict(options or {})
         task_id = opts.pop("task_id", None)
+        memories = opts.pop("memories", ())
         material_seed = opts.pop("material_seed", 0)
         if not isinstance(material_seed, int) or isinstance(material_seed, bool):
             raise ConfigError(f"options['material_seed'] must be an int, got {material_seed!r}")
@@ -316,10 +322,35 @@ class AgeMemEnv(gym.Env[str, str]):
             config=config,
         )
         self.store = MemoryStore(self.embedder, config=self.store_config)
+        self._seed_memories(memories)
         self.context = self._new_context(config)
         self._open_stage(1)
         self._ep.ledger.tokens_peak = self.context.tokens
         return self.context.render(), self._info(None, [], {}, first=True)
+
+    def _seed_memories(self, memories: Any) -> None:
+        """Add ``options["memories"]`` to the fresh store (one batched call) and ground them."""
+        if isinstance(memories, (str, bytes)) or not isinstance(memories, Sequence):
+            raise ConfigError(f"options['memories'] must be a sequence of strings or mappings, got {memories!r:.80}")
+        if not memories:
+            return
+        contents: list[str] = []
+        metadatas: list[Mapping[str, Any] | None] = []
+        for i, m in enumerate(memories):
+            if isinstance(m, str):
+                contents.append(m)
+                metadatas.append(None)
+            elif isinstance(m, Mapping) and isinstance(m.get("content"), str):
+                contents.append(m["content"])
+                metadatas.append(m.get("metadata"))
+            else:
+                raise ConfigError(
+                    f"options['memories'][{i}] must be a string or a mapping with 'content', got {m!r:.80}"
+                )
+        ep = self._require()
+        for res in self.store.add_many(contents, metadatas=metadatas, step=0):
+            if res.action == "added":
+                ep.held[res.item.id] = facts_held(res.item.content, ep.facts, self.grounding)
 
     def _open_stage(self, stage: int) -> None:
         """Enter ``stage`` (skipping empty ones) and post its first user message."""
@@ -495,7 +526,7 @@ class AgeMemEnv(gym.Env[str, str]):
             "context_tokens": self.context.tokens,
             "memory_size": len(self.store),
             "messages": self.context.to_dicts(),
-            "tools": copy.deepcopy(self._tools),
+            "tools": json.loads(self._tools_json),
         }
         return info
 
@@ -512,7 +543,6 @@ class AgeMemEnv(gym.Env[str, str]):
         r_context = sum(ctx.values()) / len(ctx)
         r_memory = sum(mem.values()) / len(mem)
         task = ledger.task if ledger.task is not None else self.penalties.no_answer
-        live = [item.content for item in self.store]
         return {
             "R": ep.reward_sum,
             "task_score": task,
@@ -522,7 +552,7 @@ class AgeMemEnv(gym.Env[str, str]):
             "penalty": ledger.penalty,
             "terms": {**ctx, **mem},
             "weights": asdict(self.weights),
-            "memory_quality": memory_quality(live, ep.facts, self.grounding),
+            "memory_quality": self._memory_quality(),
             "tool_counts": {name: ledger.tool_counts.get(name, 0) for name in TOOL_NAMES},
             "error_counts": dict(sorted(ledger.error_counts.items())),
             "context_tokens_peak": ledger.tokens_peak,
@@ -532,8 +562,20 @@ class AgeMemEnv(gym.Env[str, str]):
             "answer": ep.answer,
             "gold_answer": ep.task.answer,
             "truncation_reason": ep.truncation,
-            "memory_size": len(live),
+            "memory_size": len(self.store),
         }
+
+    def _memory_quality(self) -> dict[str, float]:
+        """Precision / recall / F1 of the live store against the gold facts, from the per-memory fact sets the
+        env keeps as memories are added, updated and deleted (so this is O(live items), not O(text))."""
+        ep = self._require()
+        held = [ep.held.get(mid, frozenset()) for mid in self.store.ids()]
+        if not held:
+            return memory_quality([], ep.facts)
+        precision = sum(1 for h in held if h) / len(held)
+        recall = len(frozenset().union(*held)) / len(ep.facts) if ep.facts else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"precision": precision, "recall": recall, "f1": f1}
 
     def episode_reward(self) -> float:
         """R(τ) recomputed in closed form from the ledger (Eq. 16); equals the sum of the step rewards so far

@@ -378,3 +378,35 @@ def test_state_snapshot_is_independent_of_later_steps() -> None:
     frozen = copy.deepcopy(state["episode"].ledger)
     env.step(tool_call(("Add_memory", {"content": "x y z"})))
     assert state["episode"].ledger == frozen
+
+
+def test_seeded_memories_start_the_store_and_count_in_memory_quality() -> None:
+    """options['memories'] fills long-term memory before stage 1; memory quality matches a direct computation."""
+    from agemem_gym.grounding import memory_quality
+
+    env = make(episode=SMALL)
+    task = env.unwrapped.suite[0]  # type: ignore[attr-defined]
+    memories = [task.supporting_sentences[0], {"content": "An unrelated note.", "metadata": {"src": "old"}}]
+    obs, info = env.reset(seed=0, options={"task_id": task.task_id, "memories": memories})
+    assert info["memory_size"] == 2
+    steps = run(env, NoMemoryPolicy(), 0, {"task_id": task.task_id, "memories": memories})
+    ep = steps[-1][-1]["episode"]
+    direct = memory_quality([m.content for m in env.unwrapped.store], task.supporting_sentences)  # type: ignore[attr-defined]
+    assert ep["memory_quality"] == direct and direct["precision"] == 0.5
+    assert ep["terms"]["storage"] == 0.0  # seeded memories are not the agent's storage decisions
+    with pytest.raises(ConfigError, match=r"options\['memories'\]\[0\] must be a string or a mapping"):
+        env.reset(options={"memories": [3]})
+
+
+def test_memory_quality_tracks_updates_and_deletes() -> None:
+    """The env's incremental memory quality equals the direct computation after adds, updates and deletes."""
+    from agemem_gym.grounding import memory_quality
+
+    env = make(episode=SMALL)
+    task = env.unwrapped.suite[3]  # type: ignore[attr-defined]
+    env.reset(seed=0, options={"task_id": task.task_id})
+    facts = task.supporting_sentences
+    env.step(tool_call(("Add_memory", {"content": facts[0]}), ("Add_memory", {"content": "noise words here"})))
+    env.step(tool_call(("Update_memory", {"memory_id": "m_0002", "content": facts[-1]})))
+    env.step(tool_call(("Delete_memory", {"memory_id": "m_0001", "confirmation": True})))
+    assert env.unwrapped._memory_quality() == memory_quality([m.content for m in env.unwrapped.store], facts)  # type: ignore[attr-defined]
