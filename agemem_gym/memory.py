@@ -1081,7 +1081,16 @@ class MemoryStore:
             raise StoreFormatError(f"{where}: vectors must have shape ({next_label}, {self._dim})")
         full = np.zeros((capacity, self._dim), dtype=np.float32)
         full[:next_label] = vectors
-        index = pickle.loads(blob)
+        try:
+            index = pickle.loads(blob)
+        except Exception as exc:  # any unpickling failure means the same thing here: not our snapshot
+            raise StoreFormatError(
+                f"{where}: the pickled hnswlib index cannot be read ({exc}); take a new snapshot()"
+            ) from None
+        if not isinstance(index, hnswlib.Index) or index.dim != self._dim or index.element_count != next_label:
+            raise StoreFormatError(
+                f"{where}: the pickled index does not match its items and vectors; take a new snapshot()"
+            )
         state = _State(
             index,
             full,

@@ -598,6 +598,10 @@ def test_restore_rejects_foreign_snapshots_and_leaves_the_store_unchanged():
     other.add("x")
     with pytest.raises(StoreFormatError, match=r"holds 64-d embeddings from embedder 'hash-64', but .* gives 256-d"):
         target.restore(other.snapshot())
+    with pytest.raises(StoreFormatError, match=r"the pickled hnswlib index cannot be read"):
+        target.restore({**target.snapshot(), "index": b"not a pickle"})
+    with pytest.raises(StoreFormatError, match=r"the pickled index does not match its items and vectors"):
+        target.restore({**target.snapshot(), "index": filled(1).snapshot()["index"]})
     assert target.ids() == ["m_0001", "m_0002", "m_0003"] and len(target.search("note", top_k=5)) == 3
 
 
