@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import gymnasium as gym
+import torch
 
 FAKE_ENV_ID = "AgeMemFake-v0"
 WORDS = ("apple", "river", "stone", "cloud", "maple", "tiger", "piano", "lemon")
@@ -216,3 +219,18 @@ def register_fake_env() -> str:
     if FAKE_ENV_ID not in gym.registry:
         gym.register(FAKE_ENV_ID, entry_point=FakeMemoryEnv, disable_env_checker=True)
     return FAKE_ENV_ID
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` intra-op threads, then restore the previous count.
+
+    The tiny model's matrices are far too small to gain from threads, and on a shared 2-core machine OpenMP's
+    spinning threads can slow it down 10-30x while other jobs hold a core.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -63,6 +63,7 @@ __all__ = [
     "kl_k3",
     "main",
     "masked_mean",
+    "parse_args",
     "preset",
     "rollout",
     "token_logprobs",
@@ -945,8 +946,8 @@ def evaluate_checkpoint(
     )
 
 
-def cli(argv: Sequence[str] | None = None) -> dict[str, float]:
-    """Command-line entry: ``--preset NAME`` picks the defaults, every other flag overrides them."""
+def parse_args(argv: Sequence[str] | None = None) -> Args:
+    """Parse command-line flags: ``--preset NAME`` picks the defaults, every other flag overrides them."""
     argv = list(sys.argv[1:] if argv is None else argv)
     name = "none"
     for i, arg in enumerate(argv):  # pre-scan for the preset; tyro then parses everything with its defaults
@@ -954,7 +955,12 @@ def cli(argv: Sequence[str] | None = None) -> dict[str, float]:
             name = argv[i + 1]
         elif arg.startswith("--preset="):
             name = arg.split("=", 1)[1]
-    return main(tyro.cli(Args, default=preset(name), args=argv))
+    return tyro.cli(Args, default=preset(name), args=argv)
+
+
+def cli() -> None:
+    """The ``agemem-grpo`` console script."""
+    main(parse_args())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,283 @@
+"""The GRPO trainer end to end on a contract-following fake env with the tiny model (CPU, seconds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import pytest
+import torch
+
+from agemem_gym.trainers.grpo import (
+    Args,
+    check_args,
+    episode_metrics,
+    evaluate_checkpoint,
+    main,
+    parse_args,
+    preset,
+    rollout,
+)
+from agemem_gym.trainers.models import tiny_model, tiny_tokenizer
+from agemem_gym.trainers.policy import Sampling, encode_chat
+
+from .grpo_fakes import FakeMemoryEnv, register_fake_env, torch_threads
+
+ENV_ID = register_fake_env()
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, and do not stall when other jobs share the cores."""
+    with torch_threads(1):
+        yield
+
+
+def _args(tmp_path: Path, name: str, **overrides: Any) -> Args:
+    """The tiny preset on the fake env with the dense "char" reward, small enough for a unit test."""
+    settings: dict[str, Any] = dict(
+        env_id=ENV_ID,
+        env_kwargs=json.dumps({"reward": "char"}),
+        output_dir=str(tmp_path),
+        run_name=name,
+        num_updates=1,
+        groups_per_update=2,
+        group_size=3,
+        max_new_tokens=12,
+        micro_batch_size=5,
+        update_epochs=2,
+        progress=False,
+        plot=False,
+    )
+    return preset("tiny", **{**settings, **overrides})
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_one_update_changes_the_model_with_zero_initial_kl(tmp_path: Path) -> None:
+    """One update runs in seconds: finite loss, KL exactly 0 at the first micro-step, and the weights move."""
+    metrics = main(_args(tmp_path, "one"))
+    assert metrics["update"] == 1
+    assert all(
+        torch.isfinite(torch.tensor(metrics[k])) for k in ("loss/loss", "loss/policy", "loss/kl", "loss/grad_norm")
+    )
+    assert metrics["loss/kl_first_microbatch"] == 0.0
+    assert metrics["loss/grad_norm"] > 0
+    assert metrics["rollout/episodes"] == 6 and metrics["rollout/turns_per_episode"] == 6
+    after = _weights(tmp_path / "one" / "checkpoint.pt")
+    before = tiny_model(seed=1).state_dict()
+    assert any(not torch.equal(after[k], before[k]) for k in before)
+    rows = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1
+    assert {k.split("/")[0] for k in rows[0] if "/" in k} >= {"reward", "memory", "rollout", "loss", "perf"}
+
+
+def test_resume_reproduces_the_next_update_bit_for_bit(tmp_path: Path) -> None:
+    """Stopping after update 1 and resuming gives exactly the weights and optimizer of an uninterrupted 2-update run."""
+    main(_args(tmp_path, "straight", num_updates=2))
+    main(_args(tmp_path, "split", num_updates=1))
+    resumed = main(_args(tmp_path, "ignored", num_updates=2, resume=str(tmp_path / "split" / "checkpoint.pt")))
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert split["update"] == straight["update"] == 2
+    for key, value in straight["model"].items():
+        assert torch.equal(split["model"][key], value), key
+    for a, b in zip(straight["optimizer"]["state"].values(), split["optimizer"]["state"].values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+    last = json.loads((tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert resumed["reward/mean"] == last["reward/mean"] and resumed["loss/loss"] == last["loss/loss"]
+    assert not (tmp_path / "ignored").exists()  # a resumed run continues in its checkpoint's folder
+
+
+def test_lora_update_trains_only_adapters(tmp_path: Path) -> None:
+    """Under LoRA the checkpoint holds only adapters, they move, and the reference (adapters off) starts at KL 0."""
+    metrics = main(_args(tmp_path, "lora", lora_rank=4, learning_rate=1e-2))
+    assert metrics["loss/kl_first_microbatch"] == 0.0
+    saved = _weights(tmp_path / "lora" / "checkpoint.pt")
+    assert saved and all(k.endswith(("lora_A", "lora_B")) for k in saved)
+    assert any(v.abs().sum() > 0 for k, v in saved.items() if k.endswith("lora_B"))  # B starts at 0
+    assert metrics["loss/kl"] >= 0
+
+
+def test_zero_spread_groups_are_counted_and_can_be_skipped(tmp_path: Path) -> None:
+    """With the sparse reward a random model scores 0 everywhere: every group has zero spread and nothing trains."""
+    env = json.dumps({"reward": "secret"})
+    kept = main(_args(tmp_path, "kept", env_kwargs=env))
+    skipped = main(_args(tmp_path, "skipped", env_kwargs=env, skip_zero_spread=True))
+    for m in (kept, skipped):
+        assert m["reward/std"] == 0.0 and m["rollout/zero_spread_groups"] == 2
+        assert m["loss/grad_norm"] == 0.0  # A = 0 and KL = 0 at the first update: no gradient at all
+    assert kept["rollout/samples"] == 36 and skipped["rollout/samples"] == 1  # one placeholder at weight 0
+
+
+def test_rollout_groups_share_their_start_and_keep_exact_ids() -> None:
+    """K envs of a group reset with one task and seed; each step keeps the exact prompt ids of info["messages"]."""
+    model, tok = tiny_model(seed=0), tiny_tokenizer()
+    envs = [FakeMemoryEnv(reward="char") for _ in range(4)]
+    torch.manual_seed(0)
+    trajs = rollout(
+        model,
+        tok,
+        envs,
+        ["task-1", "task-3"],
+        [11, 12],
+        Sampling(max_new_tokens=6),
+        max_prompt_tokens=4096,
+        max_turns=50,
+        gen_batch_size=3,
+    )
+    assert [e.resets for e in envs] == [[(11, "task-1")]] * 2 + [[(12, "task-3")]] * 2
+    assert [t.group for t in trajs] == [0, 0, 1, 1]
+    first = trajs[0].steps[0]
+    assert first.prompt_ids == encode_chat(tok, FakeMemoryEnv().reset(options={"task_id": "task-1"})[1]["messages"])[0]
+    assert trajs[0].steps[0].prompt_ids == trajs[1].steps[0].prompt_ids  # shared start
+    for t in trajs:
+        assert t.reward == pytest.approx(t.reward_sum) and t.episode["R"] == t.reward
+        assert all(len(s.response_ids) == len(s.logprobs) for s in t.steps)
+    assert episode_metrics(trajs)["rollout/episodes"] == 4
+
+
+def test_turn_cap_ends_an_episode_with_the_summed_reward() -> None:
+    """The trainer's max_turns cap ends an episode the env did not end; R falls back to the summed step rewards."""
+    model, tok = tiny_model(seed=0), tiny_tokenizer()
+    trajs = rollout(
+        model,
+        tok,
+        [FakeMemoryEnv(reward="char")] * 1,
+        ["task-0"],
+        [0],
+        Sampling(max_new_tokens=4),
+        max_prompt_tokens=64,
+        max_turns=2,
+        gen_batch_size=8,
+    )
+    assert trajs[0].capped and trajs[0].turns == 2 and trajs[0].episode == {}
+    assert trajs[0].reward == trajs[0].reward_sum
+    assert trajs[0].prompt_cut == 2  # both prompts were longer than 64 tokens and kept their tail
+
+
+def test_outputs_and_evaluation_of_a_checkpoint(tmp_path: Path) -> None:
+    """A run writes metrics, curves and a checkpoint; evaluate_checkpoint replays it on N tasks."""
+    main(_args(tmp_path, "out", plot=True, eval_tasks=2))
+    run = tmp_path / "out"
+    assert (run / "curves.png").stat().st_size > 0 and (run / "args.json").is_file()
+    assert json.loads((run / "eval.json").read_text())["eval/rollout/episodes"] == 2
+    result = evaluate_checkpoint(run / "checkpoint.pt", num_tasks=3)
+    assert result["eval/rollout/episodes"] == 3 and "eval/memory/f1" in result
+
+
+def test_cli_presets_and_overrides() -> None:
+    """--preset picks the defaults and any other flag overrides them; nothing derived is written into Args."""
+    args = parse_args(["--preset", "tiny", "--num-updates", "7", "--env-kwargs", "{}"])
+    assert args.model == "tiny" and args.num_updates == 7 and args.env_kwargs == "{}" and args.preset == "tiny"
+    assert parse_args([]) == Args()
+    assert parse_args(["--preset", "demo"]).model == "smollm2"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"group_size": 1}, "'group_size' must be >= 2"),
+        ({"temperature": 0.0}, "'temperature' must be > 0"),
+        ({"env_kwargs": "[1]"}, "'env_kwargs' must be a JSON object"),
+        ({"groups_per_update": 3}, "must be divisible by the number of ranks"),
+    ],
+)
+def test_bad_settings_raise_with_the_rule(override: dict[str, Any], message: str) -> None:
+    """Settings that cannot work raise ValueError naming the rule and the value."""
+    with pytest.raises(ValueError, match=message):
+        check_args(Args(**override), world_size=2)
+
+
+@pytest.mark.slow
+def test_grpo_learns_an_easy_dense_reward(tmp_path: Path) -> None:
+    """Seeded: on the fake env's "char" reward the tiny model's mean reward climbs far above chance in 12 updates."""
+    args = _args(
+        tmp_path,
+        "learn",
+        env_kwargs=json.dumps({"reward": "char", "max_tool_rounds": 0}),
+        num_updates=12,
+        group_size=4,
+        max_new_tokens=8,
+        learning_rate=2e-2,
+        micro_batch_size=64,
+        beta=0.01,
+        checkpoint_every=0,
+    )
+    main(args)
+    rows = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
+    rewards = [r["reward/mean"] for r in rows]
+    # Chance is 1/259 per byte (~0.004). Seeds 1-4 went from <= 0.01 (first 3 updates) to >= 0.3 (last 3); the
+    # margin asserted is half the smallest gain seen, so it fails on a broken update, not on seed noise.
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    assert last - first > 0.15, rewards
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_ranks(tmp_path: Path) -> None:
+    """Under torchrun with two CPU ranks (gloo), each rank plays its groups and the metrics cover all of them."""
+    script = tmp_path / "ddp_run.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, sys
+            sys.path.insert(0, {str(REPO)!r})
+            from tests.grpo_fakes import register_fake_env
+            from agemem_gym.trainers.grpo import preset, main
+            m = main(preset("tiny", env_id=register_fake_env(), env_kwargs=json.dumps({{"reward": "char"}}),
+                            output_dir={str(tmp_path)!r}, run_name="ddp", num_updates=1, groups_per_update=2,
+                            group_size=2, max_new_tokens=6, progress=False, plot=False, device="cpu",
+                            loss_average="token"))
+            print("EPISODES=" + str(m["rollout/episodes"]) + ";")
+            """
+        )
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+        str(script),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("EPISODES=4.0;") == 2
+    assert (tmp_path / "ddp" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_one_update_on_cuda_with_bf16_and_lora(tmp_path: Path) -> None:
+    """On CUDA: bf16 autocast, LoRA over a bf16 base, gradient checkpointing, and peak memory from CUDA."""
+    metrics = main(_args(tmp_path, "cuda", device="cuda", lora_rank=4, gradient_checkpointing=True))
+    assert metrics["loss/kl_first_microbatch"] == 0.0
+    assert torch.isfinite(torch.tensor(metrics["loss/loss"]))
+    assert 0 < metrics["perf/peak_mem_mb"] < 2000
+
+
+def test_fake_env_contract() -> None:
+    """The fake env honours the contract the trainer relies on: shared starts and R equal to the summed rewards."""
+    env = gym.make(ENV_ID, reward="secret")
+    _, info = env.reset(seed=0, options={"task_id": "task-2"})
+    _, info2 = gym.make(ENV_ID).reset(seed=5, options={"task_id": "task-2"})
+    assert info["messages"] == info2["messages"] and info["tools"]
+    total, done = 0.0, False
+    while not done:
+        _, r, term, trunc, info = env.step("<think>x</think><answer>ok</answer>")
+        total += r
+        done = term or trunc
+    assert info["episode"]["R"] == pytest.approx(total)
