@@ -96,8 +96,19 @@ def test_collects_oracle_episodes_from_the_real_env(tmp_path: Path) -> None:
         gym.make("AgeMem-Synthetic-v0")
     except Exception as err:  # the real env lands separately; until then this test has nothing to drive
         pytest.skip(f"AgeMem-Synthetic-v0 cannot be made yet ({type(err).__name__}: {err})")
-    losses = main(
-        SFTArgs(out=str(tmp_path / "sft"), model="tiny", episodes=2, epochs=1, save_data=str(tmp_path / "o.jsonl"))
+    short = {
+        "episode": {"stage1_distractors": 0, "stage2_paragraphs": 1, "max_tool_rounds": 2},
+        "prompt_style": "compact",
+    }
+    args = SFTArgs(
+        out=str(tmp_path / "sft"),
+        model="tiny",
+        episodes=2,
+        epochs=1,
+        env_kwargs=json.dumps(short),
+        max_prompt_tokens=512,
+        save_data=str(tmp_path / "o.jsonl"),
     )
+    losses = main(args)
     records = read_jsonl(tmp_path / "o.jsonl")
     assert records and losses and all(r["response"].startswith("<think>") for r in records)
