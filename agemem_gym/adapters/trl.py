@@ -44,6 +44,7 @@ from typing import Any
 import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
+from agemem_gym.adapters._common import unfinished_reward
 from agemem_gym.errors import ConfigError
 
 __all__ = [
@@ -122,9 +123,7 @@ class AgeMemTRLEnv:
         episode = self._info.get("episode")
         if episode is not None:
             return float(episode["R"])
-        env = self._env.unwrapped
-        # Mirrors AgeMemEnv.step's truncation: P_rounds once, and R_task = P_no-answer (paper Eq. 17 and 26).
-        return float(env.episode_reward() + env.penalties.rounds + env.weights.task * env.penalties.no_answer)  # type: ignore[attr-defined]
+        return unfinished_reward(self._env)
 
     @property
     def episode(self) -> dict[str, Any] | None:
