@@ -71,8 +71,8 @@ def retrieve_then_answer(prompt: list[dict[str, str]]) -> str:
         return '<tool_call>{"name": "Retrieve_memory", "arguments": {"query": "question"}}</tool_call>'
     if last["role"] == "user" and not last["content"].startswith("["):  # a user message, not a tool result
         lines = last["content"].split("\n")
-        content = json.dumps(lines[1] if len(lines) > 1 else lines[0])
-        return '<tool_call>{"name": "Add_memory", "arguments": {"content": %s}}</tool_call>' % content
+        call = {"name": "Add_memory", "arguments": {"content": lines[1] if len(lines) > 1 else lines[0]}}
+        return f"<tool_call>{json.dumps(call)}</tool_call>"
     return "<answer>unknown</answer>"
 
 
