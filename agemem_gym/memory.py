@@ -12,7 +12,8 @@ act on (DESIGN.md §3). It is the only module that imports hnswlib, and it absor
   slots used, the index is rebuilt from the live vectors.
 - Capacity is fixed at ``init_index``: the index is resized geometrically (``growth``) before it fills.
 - Anything called before ``init_index`` segfaults: the index is created in ``__init__``, once the dim is known.
-- ``ef`` defaults to 10 and is not saved: it is set to ``max(ef_search, k)`` before every query and after loading.
+- ``ef`` defaults to 10 and is not saved: it is set after init and after loading, and raised to the number of
+  neighbours asked for (``k`` plus a small slack for tie-breaking) when that exceeds ``ef_search``.
 - ``save_index`` forgets the space, dim and labels: a JSON manifest beside it records them, and loading checks them.
 - add and query must not run concurrently: one ``threading.RLock`` guards every public method.
 
@@ -482,8 +483,9 @@ class MemoryStore:
         config: Index, maintenance and duplicate settings (:class:`StoreConfig`).
 
     Every public method holds one re-entrant lock, so a store can be shared between threads. Ids are
-    ``m_0001``, ``m_0002``, ... from a counter that survives delete, clear, snapshot/restore and save/load, so an id
-    is never reused within a store's life.
+    ``m_0001``, ``m_0002``, ... from a counter that survives delete, clear and save/load, so an id is never reused
+    within a store's life; :meth:`restore` rewinds the counter with everything else, so a restored store issues
+    the ids the snapshotted one would have.
 
     >>> store = MemoryStore("hash")
     >>> r = store.add("Marie Curie won two Nobel prizes.", metadata={"source": "wiki"}, step=3)
