@@ -97,5 +97,5 @@ def main(
 
 if __name__ == "__main__":
     torch.manual_seed(0)
-    curve = main(on_iteration=lambda it, r: print(f"iteration {it:3d}  mean R(tau) {r:+.3f}"))  # noqa: T201
-    print(f"first 5: {np.mean(curve[:5]):+.3f}   last 5: {np.mean(curve[-5:]):+.3f}")  # noqa: T201
+    curve = main(on_iteration=lambda it, r: print(f"iteration {it:3d}  mean R(tau) {r:+.3f}"))
+    print(f"first 5: {np.mean(curve[:5]):+.3f}   last 5: {np.mean(curve[-5:]):+.3f}")
