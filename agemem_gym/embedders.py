@@ -116,10 +116,6 @@ class _LRU:
             while len(self._data) > self.size:
                 self._data.popitem(last=False)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
 
 def _embed_with_cache(
     cache: _LRU, texts: list[str], dim: int, compute: Callable[[list[str]], np.ndarray]

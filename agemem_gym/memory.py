@@ -123,22 +123,22 @@ class _FrozenMapping(Mapping[str, Any]):
         self._data = state
 
 
-def _freeze_metadata(metadata: Mapping[str, Any] | None, *, what: str = "metadata") -> _FrozenMapping:
+def _freeze_metadata(metadata: Mapping[str, Any] | None) -> _FrozenMapping:
     """Validate ``metadata`` as a JSON object and return an immutable deep copy of it."""
     if metadata is None:
         return _FrozenMapping({})
     if isinstance(metadata, _FrozenMapping):
         return metadata
     if not isinstance(metadata, Mapping):
-        raise ConfigError(f"'{what}' must be a mapping (a JSON object) or None, got {type(metadata).__name__}")
+        raise ConfigError(f"'metadata' must be a mapping (a JSON object) or None, got {type(metadata).__name__}")
     for key in metadata:
         if not isinstance(key, str):
-            raise ConfigError(f"'{what}' keys must be str (JSON object keys), got {type(key).__name__} {key!r}")
+            raise ConfigError(f"'metadata' keys must be str (JSON object keys), got {type(key).__name__} {key!r}")
     try:
         text = json.dumps(dict(metadata), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ConfigError(
-            f"'{what}' must be JSON-serialisable (str, int, float, bool, None, lists and str-keyed dicts; "
+            f"'metadata' must be JSON-serialisable (str, int, float, bool, None, lists and str-keyed dicts; "
             f"no NaN or infinity): {exc}"
         ) from None
     return _FrozenMapping(json.loads(text))
