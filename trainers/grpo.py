@@ -32,7 +32,7 @@ import random
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,12 +175,23 @@ class Args:
 
 
 # Presets only set defaults; flags given on the command line still win (see cli()).
+# Short synthetic episodes for CPU work: the gold paragraphs only in stage 1, one distractor in stage 2, one tool
+# round per user message, and the env's compact system prompt.
+_SHORT_EPISODES = json.dumps(
+    {
+        "episode": {"stage1_distractors": 0, "paragraphs_per_turn": 1, "stage2_paragraphs": 1, "max_tool_rounds": 1},
+        "prompt_style": "compact",
+    }
+)
+
+# Presets only set defaults; flags given on the command line still win (see parse_args()).
 PRESETS: dict[str, dict[str, Any]] = {
     "none": {},
-    # The tiny random model on short synthetic episodes: a smoke test of the whole loop in seconds.
+    # The tiny random model: a smoke test of the whole loop in seconds.
     "tiny": dict(
         model="tiny",
         exp_name="tiny",
+        env_kwargs=_SHORT_EPISODES,
         num_updates=3,
         groups_per_update=2,
         group_size=4,
@@ -188,40 +199,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_prompt_tokens=2048,
         learning_rate=1e-3,
         micro_batch_size=16,
-        env_kwargs=json.dumps(
-            {
-                "episode": {
-                    "stage1_distractors": 0,
-                    "paragraphs_per_turn": 1,
-                    "stage2_paragraphs": 1,
-                    "max_tool_rounds": 1,
-                },
-                "prompt_style": "compact",
-            }
-        ),
     ),
-    # SmolLM2-135M-Instruct on short synthetic episodes: a real GRPO run on a laptop CPU in a few minutes.
+    # SmolLM2-135M-Instruct: a real GRPO run on a 2-core CPU in a few minutes. A CPU learns at roughly 60 tokens/s
+    # per core on this model (prompt tokens included), so groups whose rewards are all equal, which carry no
+    # policy-gradient signal, are skipped rather than paid for.
     "demo": dict(
         model="smollm2",
         exp_name="demo",
-        num_updates=4,
+        env_kwargs=_SHORT_EPISODES,
+        num_updates=2,
         groups_per_update=2,
-        group_size=4,
-        max_new_tokens=64,
-        max_prompt_tokens=2048,
+        group_size=2,
+        max_new_tokens=48,
+        max_prompt_tokens=1024,
         learning_rate=5e-6,
         micro_batch_size=4,
-        env_kwargs=json.dumps(
-            {
-                "episode": {
-                    "stage1_distractors": 0,
-                    "paragraphs_per_turn": 1,
-                    "stage2_paragraphs": 1,
-                    "max_tool_rounds": 2,
-                },
-                "prompt_style": "compact",
-            }
-        ),
+        skip_zero_spread=True,
     ),
 }
 
@@ -510,10 +503,30 @@ def check_args(args: Args, world_size: int = 1) -> None:
         _json_object(args.eval_env_kwargs, "eval_env_kwargs")
 
 
-def _device(name: str, local_rank: int) -> torch.device:
+def _device(name: str, local_rank: int = 0) -> torch.device:
     if name != "auto":
         return torch.device(name)
     return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _setup_distributed(args: Args) -> tuple[int, int, torch.device]:
+    """This process's rank, the world size and its device; joins the process group under torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    check_args(args, world_size)
+    device = _device(args.device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world_size, device
+
+
+def _autocast(device: torch.device, bf16: bool) -> Callable[[], AbstractContextManager[Any]]:
+    """A factory of autocast contexts: bf16 on CUDA (weights stay fp32 unless frozen under LoRA), nothing on CPU."""
+    if device.type == "cuda" and bf16:
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext
 
 
 def _seed_everything(seed: int) -> None:
@@ -633,29 +646,43 @@ class MicroBatch:
 
 
 def make_micro_batches(
-    steps: Sequence[Step], advantages: Sequence[float], weights: Tensor, size: int, device: torch.device
+    samples: Sequence[tuple[Step, float, int]],
+    *,
+    fallback: Step,
+    size: int,
+    loss_average: Literal["trajectory", "token"],
+    device: torch.device,
 ) -> list[MicroBatch]:
-    """Group samples into micro-batches of similar length (less padding; the loss sums, so order is free)."""
-    order = sorted(range(len(steps)), key=lambda i: len(steps[i].prompt_ids) + len(steps[i].response_ids))
+    """Micro-batches of (step, advantage, trajectory index) samples, with their loss weights for the whole batch.
+
+    Samples are sorted by length so that each micro-batch wastes little padding (the loss is a weighted sum, so
+    order is free). With no samples (every group skipped), ``fallback`` forms one micro-batch at weight 0, so that
+    this rank still runs a backward pass and DDP's gradient all-reduce stays in step.
+    """
+    scale = 1.0 if samples else 0.0
+    samples = samples or [(fallback, 0.0, 0)]
+    n_tokens = torch.tensor([len(step.response_ids) for step, _, _ in samples])
+    weights = scale * token_weights(torch.tensor([j for _, _, j in samples]), n_tokens, loss_average)  # (N,)
+    if dist.is_initialized():
+        # DDP averages gradients over ranks; rescale so that the sum over ranks is the global batch's mean.
+        local = scale * (len({j for _, _, j in samples}) if loss_average == "trajectory" else float(n_tokens.sum()))
+        weights = weights * _world() * local / max(_all_sum([local], device)[0], 1.0)
+    order = sorted(range(len(samples)), key=lambda i: len(samples[i][0].prompt_ids) + len(samples[i][0].response_ids))
     batches = []
     for start in range(0, len(order), size):
         idx = order[start : start + size]
-        old_logp, _ = left_pad([steps[i].logprobs for i in idx], 0, device, dtype=torch.float32)  # (N, R)
+        steps = [samples[i][0] for i in idx]
+        old_logp, _ = left_pad([s.logprobs for s in steps], 0.0, device, dtype=torch.float32)  # (N, R)
         batches.append(
             MicroBatch(
-                prompts=[steps[i].prompt_ids for i in idx],
-                responses=[steps[i].response_ids for i in idx],
+                prompts=[s.prompt_ids for s in steps],
+                responses=[s.response_ids for s in steps],
                 old_logp=old_logp,
-                advantages=torch.tensor([advantages[i] for i in idx], dtype=torch.float32, device=device),
+                advantages=torch.tensor([samples[i][1] for i in idx], dtype=torch.float32, device=device),
                 weights=weights[idx].to(device),
             )
         )
     return batches
-
-
-def _chunks(n: int, size: int) -> Iterator[range]:
-    for start in range(0, n, size):
-        yield range(start, min(n, start + size))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -666,19 +693,8 @@ def _chunks(n: int, size: int) -> Iterator[range]:
 def main(args: Args) -> dict[str, float]:
     """Train with step-wise GRPO; returns the last update's metrics (plus eval/ metrics when eval_tasks > 0)."""
     # ---- set-up ----
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    check_args(args, world_size)
-    device = _device(args.device, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    use_amp = device.type == "cuda" and args.bf16
-
-    def amp() -> AbstractContextManager[Any]:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
-
+    rank, world_size, device = _setup_distributed(args)
+    amp = _autocast(device, args.bf16)
     checkpoint = torch.load(args.resume, map_location="cpu", weights_only=True) if args.resume else None
     _seed_everything(args.seed + rank)  # each rank samples different rollouts
     model, tokenizer = _build_model(args, device)
@@ -750,32 +766,19 @@ def main(args: Args) -> dict[str, float]:
         # ---- advantages ----
         rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float64).view(groups_per_rank, args.group_size)
         adv, zero_spread = group_advantages(rewards, args.adv_eps)  # (G, K), (G,)
-        samples: list[Step] = []
-        sample_adv: list[float] = []
-        sample_traj: list[int] = []
-        for j, traj in enumerate(trajs):
-            if args.skip_zero_spread and zero_spread[traj.group]:
-                continue
-            for step in traj.steps:  # broadcast A(τ) to every turn, all three stages (step-wise GRPO)
-                samples.append(step)
-                sample_adv.append(float(adv.view(-1)[j]))
-                sample_traj.append(j)
-        placeholder = not samples
-        if placeholder:  # every group was skipped: one sample at weight 0 keeps this rank's backward (and DDP) going
-            samples, sample_adv, sample_traj = [trajs[0].steps[0]], [0.0], [0]
-        n_tokens = torch.tensor([len(s.response_ids) for s in samples])
-        weights = token_weights(torch.tensor(sample_traj), n_tokens, args.loss_average)  # (N,)
-        if world_size > 1:
-            # DDP averages gradients over ranks; rescale so the result is the mean over the *global* batch.
-            local = (
-                0.0
-                if placeholder
-                else float(len(set(sample_traj)) if args.loss_average == "trajectory" else n_tokens.sum())
-            )
-            weights = weights * world_size * local / max(_all_sum([local], device)[0], 1.0)
-        if placeholder:
-            weights = weights * 0.0
-        micro_batches = make_micro_batches(samples, sample_adv, weights, args.micro_batch_size, device)
+        samples = [
+            (step, float(adv[traj.group, j % args.group_size]), j)  # A(τ) on every turn, all three stages
+            for j, traj in enumerate(trajs)
+            if not (args.skip_zero_spread and zero_spread[traj.group])
+            for step in traj.steps
+        ]
+        micro_batches = make_micro_batches(
+            samples,
+            fallback=trajs[0].steps[0],
+            size=args.micro_batch_size,
+            loss_average=args.loss_average,
+            device=device,
+        )
 
         # ---- update ----
         t1 = time.perf_counter()
@@ -832,7 +835,7 @@ def main(args: Args) -> dict[str, float]:
             "update": update + 1,
             **episode_metrics(everyone),
             "rollout/zero_spread_groups": zero_total,
-            "rollout/samples": float(len(samples)),
+            "rollout/samples": float(sum(len(mb.prompts) for mb in micro_batches)),
             **{f"loss/{k}": v / world_size for k, v in zip(sums, loss_totals)},
             "loss/kl_first_microbatch": first_kl,
             "loss/grad_norm": float(grad_norm),
@@ -902,7 +905,8 @@ def evaluate(
     batch = max(1, min(len(mine), args.gen_batch_size))
     envs = [gym.make(env_id, **env_kwargs) for _ in range(batch)]
     trajs: list[Trajectory] = []
-    for chunk in _chunks(len(mine), batch):
+    for start in range(0, len(mine), batch):
+        chunk = range(start, min(len(mine), start + batch))
         ids = [mine[i] for i in chunk]
         trajs += rollout(
             model,
@@ -929,13 +933,10 @@ def evaluate_checkpoint(
     state = torch.load(path, map_location="cpu", weights_only=True)
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in state["args"].items()}
     args = Args(**{**saved, **overrides})
-    device = _device(args.device, 0)
+    device = _device(args.device)
     model, tokenizer = _build_model(args, device)
     model.load_state_dict(state["model"], strict=args.lora_rank == 0)
-    use_amp = device.type == "cuda" and args.bf16
-
-    def amp() -> AbstractContextManager[Any]:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+    amp = _autocast(device, args.bf16)
 
     sampling = Sampling(
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, greedy=greedy
