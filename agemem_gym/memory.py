@@ -97,7 +97,7 @@ def format_memory_id(number: int) -> str:
 
 
 class _FrozenMapping(Mapping[str, Any]):
-    """A read-only, picklable mapping that holds a private (JSON round-tripped) copy of the metadata."""
+    """A read-only, picklable mapping over a private (JSON round-tripped) copy of the metadata."""
 
     __slots__ = ("_data",)
 
@@ -105,7 +105,9 @@ class _FrozenMapping(Mapping[str, Any]):
         self._data = data
 
     def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+        value = self._data[key]
+        # Nested lists and dicts come out as copies, so no caller can change a stored item through them.
+        return _plain(value) if isinstance(value, (list, dict)) else value
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)

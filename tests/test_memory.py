@@ -151,6 +151,11 @@ def test_metadata_is_an_immutable_private_copy():
     assert dict(item.metadata) == {"tags": ["a"], "n": 1}
     with pytest.raises(TypeError):
         item.metadata["n"] = 3  # type: ignore[index]
+    item.metadata["tags"].append("c")  # a copy: the stored item does not change
+    assert item.metadata["tags"] == ["a"] and MemoryStore().add("x", metadata=item.metadata).item.metadata == {
+        "tags": ["a"],
+        "n": 1,
+    }
     pickle.loads(pickle.dumps(item))
 
 
