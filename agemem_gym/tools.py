@@ -441,6 +441,9 @@ def execute(call: ToolCall, runtime: ToolRuntime) -> ToolResult:
     except _Bad as bad:
         error = ActionError(bad.code, str(bad))
         return ToolResult(name, call, False, f"error {error.code.value}: {error.message}", error)
+    except ConfigError as err:  # the store's own validation (e.g. metadata it cannot keep) is still agent input
+        error = ActionError(ErrorCode.BAD_ARGUMENTS, str(err))
+        return ToolResult(name, call, False, f"error {error.code.value}: {error.message}", error)
     return ToolResult(name, call, True, text, None, data)
 
 
