@@ -171,6 +171,8 @@ def test_outputs_and_evaluation_of_a_checkpoint(tmp_path: Path) -> None:
     main(_args(tmp_path, "out", plot=True, eval_tasks=2))
     run = tmp_path / "out"
     assert (run / "curves.png").stat().st_size > 0 and (run / "args.json").is_file()
+    sample = json.loads((run / "samples.jsonl").read_text().splitlines()[0])
+    assert sample["update"] == 1 and len(sample["turns"]) == 6 and isinstance(sample["turns"][0], str)
     assert json.loads((run / "eval.json").read_text())["eval/rollout/episodes"] == 2
     result = evaluate_checkpoint(run / "checkpoint.pt", num_tasks=3)
     assert result["eval/rollout/episodes"] == 3 and "eval/memory/f1" in result

@@ -172,6 +172,8 @@ class Args:
     """show a tqdm progress bar"""
     plot: bool = True
     """write curves.png (reward and memory quality) next to metrics.jsonl"""
+    log_samples: int = 1
+    """episodes per update whose turns (decoded text) are appended to samples.jsonl, for reading what the agent does"""
 
 
 # Presets only set defaults; flags given on the command line still win (see cli()).
@@ -417,7 +419,7 @@ def rollout(
 
 
 def episode_metrics(trajs: Sequence[Trajectory], prefix: str = "") -> dict[str, float]:
-    """Mean episode statistics under namespaced keys (reward/, memory/, rollout/, tool/)."""
+    """Mean episode statistics under namespaced keys (reward/, memory/ with memory/tool/<name> calls, rollout/)."""
     n = len(trajs)
 
     def mean(values: Sequence[float]) -> float:
@@ -451,7 +453,7 @@ def episode_metrics(trajs: Sequence[Trajectory], prefix: str = "") -> dict[str, 
     )
     tools = sorted({name for e in eps for name in e.get("tool_counts", {})})
     for name in tools:
-        out[f"tool/{name}"] = mean([float(e.get("tool_counts", {}).get(name, 0)) for e in eps])
+        out[f"memory/tool/{name}"] = mean([float(e.get("tool_counts", {}).get(name, 0)) for e in eps])
     return {prefix + k: v for k, v in out.items()}
 
 
@@ -725,7 +727,7 @@ def main(args: Args) -> dict[str, float]:
         if args.resume
         else Path(args.output_dir) / (args.run_name or f"{args.exp_name}__{args.seed}__{int(time.time())}")
     )
-    if rank == 0:
+    if rank == 0 and not args.resume:  # a resumed run keeps its first args.json (each checkpoint has its own)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
     metrics_path = run_dir / "metrics.jsonl"
@@ -764,7 +766,8 @@ def main(args: Args) -> dict[str, float]:
         gen_tokens = sum(len(s.response_ids) for t in trajs for s in t.steps)
 
         # ---- advantages ----
-        rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float64).view(groups_per_rank, args.group_size)
+        rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float64)  # (G·K,) env i is in group i // K
+        rewards = rewards.view(groups_per_rank, args.group_size)  # (G, K)
         adv, zero_spread = group_advantages(rewards, args.adv_eps)  # (G, K), (G,)
         samples = [
             (step, float(adv[traj.group, j % args.group_size]), j)  # A(τ) on every turn, all three stages
@@ -848,6 +851,12 @@ def main(args: Args) -> dict[str, float]:
         if rank == 0:
             with metrics_path.open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
+            with (run_dir / "samples.jsonl").open("a") as f:
+                for t in trajs[: args.log_samples]:
+                    turns = [tokenizer.decode(s.response_ids, skip_special_tokens=True) for s in t.steps]
+                    f.write(
+                        json.dumps({"update": update + 1, "task_id": t.task_id, "R": t.reward, "turns": turns}) + "\n"
+                    )
             bar.set_postfix(R=f"{metrics['reward/mean']:.3f}", tok_s=f"{metrics['perf/rollout_tokens_per_s']:.0f}")
         done = update + 1 == args.num_updates
         if done or (args.checkpoint_every and (update + 1) % args.checkpoint_every == 0):
