@@ -130,6 +130,18 @@ def test_grpo_loss_kl_term_and_mask() -> None:
     assert same.item() == 0.0 and same_stats["kl"].item() == 0.0
 
 
+def test_padding_with_extreme_logprobs_stays_finite() -> None:
+    """Masked positions may hold any log-prob (here -1e4 against 0): loss and gradient stay finite and ignore them."""
+    logp = torch.tensor([[-1e4, -0.5]], requires_grad=True)
+    old, ref, mask = torch.tensor([[0.0, -0.6]]), torch.tensor([[0.0, -0.4]]), torch.tensor([[0, 1]])
+    loss, _ = grpo_loss(logp, old, ref, torch.tensor([1.0]), mask, torch.ones(1), beta=0.1)
+    loss.backward()
+    assert logp.grad is not None and torch.isfinite(loss) and torch.isfinite(logp.grad).all()
+    assert logp.grad[0, 0] == 0.0
+    only, _ = grpo_loss(logp[:, 1:], old[:, 1:], ref[:, 1:], torch.tensor([1.0]), mask[:, 1:], torch.ones(1), beta=0.1)
+    assert loss.item() == pytest.approx(only.item())
+
+
 def test_trajectory_vs_token_averaging_hand_example() -> None:
     """Trajectory mode averages each trajectory's tokens first; token mode pools every token of the batch."""
     # Trajectory 0: one turn with token losses [1, 3]. Trajectory 1: two turns, [5] and [7, 9, 11].

@@ -78,8 +78,8 @@ class Args:
     # ---- experiment ----
     exp_name: str = "grpo"
     """name of this experiment (part of the run folder's name)"""
-    preset: str = "none"
-    """the preset these defaults came from ("none", "tiny", "demo"); choose it with --preset on the command line"""
+    preset: Literal["none", "tiny", "demo"] = "none"
+    """defaults to start from: "tiny" (tiny random model, seconds), "demo" (SmolLM2 on CPU, minutes); flags override"""
     seed: int = 1
     """seed of every RNG (torch, python, task sampling, env resets)"""
     output_dir: str = "runs"
@@ -224,7 +224,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def preset(name: str, **overrides: Any) -> Args:
     """The ``Args`` of a preset with ``overrides`` applied, e.g. ``main(preset("tiny", num_updates=1))``."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return Args(**{**PRESETS[name], "preset": name, **overrides})
 
 
@@ -297,12 +297,17 @@ def grpo_loss(
     Per token: ``−min(ρ·A, clip(ρ, 1−ε, 1+ε)·A) + β·k3`` with ``ρ = π_θ / π_old``; summed with ``weights``
     (from :func:`token_weights`) over the mask. ``ref_logp=None`` drops the KL term.
     """
-    ratio = torch.exp(logp - old_logp)  # (N, T)
+    # Padding positions hold arbitrary log-probs; zero them *before* exp() so that no inf (and then 0·inf = NaN in
+    # the forward or backward pass) can appear where the mask is 0.
+    valid = mask.bool()
+    logp = torch.where(valid, logp, 0.0)
+    ratio = torch.exp(logp - torch.where(valid, old_logp, 0.0))  # (N, T)
     adv = advantages.unsqueeze(1)  # (N, 1): one advantage for every token of the turn
     unclipped = ratio * adv
     clipped = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv
     policy = -torch.min(unclipped, clipped)  # (N, T) Eq. 6, clipped surrogate (PPO, Schulman et al., 2017)
-    kl = kl_k3(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)  # (N, T) Eq. 6, KL term
+    # (N, T) Eq. 6, KL penalty to the frozen reference
+    kl = kl_k3(logp, torch.where(valid, ref_logp, 0.0)) if ref_logp is not None else torch.zeros_like(logp)
     w = weights.to(logp.dtype).unsqueeze(1) * mask.to(logp.dtype)  # (N, T)
     loss = ((policy + beta * kl) * w).sum()
     with torch.no_grad():
