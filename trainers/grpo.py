@@ -94,8 +94,8 @@ class Args:
     """Gymnasium id of the environment"""
     env_kwargs: str = "{}"
     """JSON object passed to gym.make, e.g. '{"episode": {"max_tool_rounds": 2}, "prompt_style": "compact"}'"""
-    eval_env_kwargs: str | None = None
-    """JSON object for the evaluation envs (e.g. a held-out split); default: env_kwargs"""
+    eval_env_kwargs: str = "{}"
+    """JSON object merged over env_kwargs for the evaluation envs, e.g. '{"suite_seed": 1}' for held-out tasks"""
     pass_tools: bool = False
     """also pass info["tools"] to the chat template (the env's system prompt already lists the tools)"""
     max_turns: int = 64
@@ -477,6 +477,10 @@ def _json_object(text: str, name: str) -> dict[str, Any]:
     return value
 
 
+def _eval_env_kwargs(args: Args) -> dict[str, Any]:
+    return {**_json_object(args.env_kwargs, "env_kwargs"), **_json_object(args.eval_env_kwargs, "eval_env_kwargs")}
+
+
 def check_args(args: Args, world_size: int = 1) -> None:
     """Raise ``ValueError`` naming the rule, the value and the fix for settings that cannot work."""
     rules = [
@@ -506,8 +510,7 @@ def check_args(args: Args, world_size: int = 1) -> None:
         if not ok:
             raise ValueError(message)
     _json_object(args.env_kwargs, "env_kwargs")
-    if args.eval_env_kwargs is not None:
-        _json_object(args.eval_env_kwargs, "eval_env_kwargs")
+    _json_object(args.eval_env_kwargs, "eval_env_kwargs")
 
 
 def _device(name: str, local_rank: int = 0) -> torch.device:
@@ -873,7 +876,7 @@ def main(args: Args) -> dict[str, float]:
 
     # ---- evaluation ----
     if args.eval_tasks > 0:
-        eval_kwargs = _json_object(args.eval_env_kwargs or args.env_kwargs, "eval_env_kwargs")
+        eval_kwargs = _eval_env_kwargs(args)
         eval_sampling = dataclasses.replace(sampling, greedy=args.eval_greedy)
         metrics.update(
             evaluate(
@@ -955,7 +958,7 @@ def evaluate_checkpoint(
     sampling = Sampling(
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, greedy=greedy
     )
-    env_kwargs = _json_object(args.eval_env_kwargs or args.env_kwargs, "eval_env_kwargs")
+    env_kwargs = _eval_env_kwargs(args)
     return evaluate(
         model, tokenizer, args.env_id, env_kwargs, num_tasks=num_tasks, sampling=sampling, args=args, amp=amp
     )
