@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from .data_paths import HOTPOT_SAMPLE
 
 # Derandomized: the same examples on every run and every machine; no deadline (CI machines vary in speed).
 settings.register_profile("agemem", deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("agemem")
 
-HOTPOTQA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hotpotqa"
-HOTPOTQA_SAMPLE = HOTPOTQA_DIR / "hotpot_dev_distractor_sample1000.json.gz"
-
 
 @pytest.fixture(scope="session")
 def hotpot_records() -> list[dict]:
     """The 1000 real HotpotQA dev questions (skips when the shared sample is absent)."""
-    if not HOTPOTQA_SAMPLE.is_file():
-        pytest.skip(f"the HotpotQA sample is not at {HOTPOTQA_SAMPLE} (../shared/data/hotpotqa/ beside the checkout)")
-    with gzip.open(HOTPOTQA_SAMPLE, "rt", encoding="utf-8") as fh:
+    if not HOTPOT_SAMPLE.is_file():
+        pytest.skip(f"the HotpotQA sample is not at {HOTPOT_SAMPLE} (../shared/data/hotpotqa/ beside the checkout)")
+    with gzip.open(HOTPOT_SAMPLE, "rt", encoding="utf-8") as fh:
         return json.load(fh)
 
 
