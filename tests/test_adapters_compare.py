@@ -37,7 +37,7 @@ def test_summary_and_table() -> None:
 @pytest.mark.skipif(
     importlib.util.find_spec("trl") is None, reason="TRL is not installed: pip install 'agemem-gym[trl]'"
 )
-def test_one_update_of_each_trainer(tmp_path: Path) -> None:
+def test_real_trl_one_update_of_each_trainer(tmp_path: Path) -> None:
     """One update of each trainer on the tiny model writes a JSON with both runs."""
     out = tmp_path / "cmp.json"
     args = Args(models=("tiny",), suites=("synthetic",), num_updates=1, group_size=2, groups_per_update=1)

@@ -18,7 +18,7 @@ CONFIG: dict[str, Any] = {
 TASK = "syn-medium-s0-000004"
 
 
-def test_make_init_step_follow_base_text_env() -> None:
+def test_real_skyrl_make_init_step_follow_base_text_env() -> None:
     """skyrl_gym.make builds the env from a dataset row, and an oracle episode yields SkyRL-shaped step outputs
     whose turn rewards sum to R(τ)."""
     import gymnasium as gym
@@ -61,7 +61,7 @@ def test_make_init_step_follow_base_text_env() -> None:
     env.close()
 
 
-def test_observations_are_the_envs_new_messages() -> None:
+def test_real_skyrl_observations_are_the_envs_new_messages() -> None:
     """After a tool call the observation is the tool result; after an answer it is the next user message."""
     env = AgeMemSkyRLEnv(env_config=CONFIG, extras={"extra_info": {"task_id": TASK}})
     env.init([])
@@ -75,7 +75,7 @@ def test_observations_are_the_envs_new_messages() -> None:
     assert out["metadata"]["action_error"] == "no_action" and out["reward"] < 0
 
 
-def test_turn_cap_and_missing_task() -> None:
+def test_real_skyrl_turn_cap_and_missing_task() -> None:
     """SkyRL's max_turns ends the episode; a row without a task id is a programmer error."""
     env = AgeMemSkyRLEnv(env_config=CONFIG, extras={"task_id": TASK, "max_turns": 1})
     env.init([])

@@ -126,7 +126,7 @@ def test_reset_contract() -> None:
 
 
 @requires_trl
-def test_dataset_rows_start_their_episode() -> None:
+def test_real_trl_dataset_rows_start_their_episode() -> None:
     """build_dataset gives one conversational row per task whose prompt ends with the episode's first message."""
     from agemem_gym.adapters.trl import build_dataset
 
@@ -139,7 +139,7 @@ def test_dataset_rows_start_their_episode() -> None:
 
 
 @requires_trl
-def test_schemas_and_tool_call_parsing_with_trl() -> None:
+def test_real_trl_schemas_and_tool_call_parsing() -> None:
     """transformers renders each tool's schema from its signature, and TRL's parser turns a Qwen-style call into
     arguments the tool method accepts."""
     from transformers.utils import get_json_schema

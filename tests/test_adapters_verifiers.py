@@ -93,7 +93,7 @@ def run_group(env: AgeMemVerifiersEnv, client: ScriptedClient, k: int = 2) -> li
     return asyncio.run(env.run_group([dict(row) for _ in range(k)], client, "scripted", {}))
 
 
-def test_load_environment_through_verifiers() -> None:
+def test_real_verifiers_load_environment() -> None:
     """vf.load_environment imports the adapter module and returns a MultiTurnEnv with its dataset."""
     env = vf.load_environment("agemem_gym.adapters.verifiers", n_tasks=2, n_eval_tasks=1, env_kwargs=KW)
     assert isinstance(env, vf.MultiTurnEnv) and isinstance(env, AgeMemVerifiersEnv)
@@ -101,7 +101,7 @@ def test_load_environment_through_verifiers() -> None:
     assert env.get_dataset()[0]["info"]["task_id"] != env.get_eval_dataset()[0]["info"]["task_id"]
 
 
-def test_group_rollout_scores_r_tau_and_sees_the_edited_context() -> None:
+def test_real_verifiers_group_rollout_scores_r_tau_and_sees_the_edited_context() -> None:
     """A group of two rollouts through verifiers' loop gets the env's R(τ); each turn's prompt is the env's context."""
     env = load_environment(n_tasks=1, env_kwargs=KW)
     client = ScriptedClient(retrieve_then_answer)
@@ -116,7 +116,7 @@ def test_group_rollout_scores_r_tau_and_sees_the_edited_context() -> None:
     assert not env._envs  # every rollout's env was closed
 
 
-def test_linear_mode_appends_and_matches_rewards() -> None:
+def test_real_verifiers_linear_mode_appends_and_matches_rewards() -> None:
     """With linear=True the conversation only grows, and R(τ) is unchanged for a script that ignores history."""
     env = load_environment(n_tasks=1, env_kwargs=KW, linear=True)
     client = ScriptedClient(retrieve_then_answer)
@@ -127,7 +127,7 @@ def test_linear_mode_appends_and_matches_rewards() -> None:
     assert lengths == [2 + 2 * i for i in range(len(lengths))]  # each turn appends its response and the reply
 
 
-def test_rollout_cut_by_max_turns_is_scored_as_truncated() -> None:
+def test_real_verifiers_rollout_cut_by_max_turns_is_scored_as_truncated() -> None:
     """verifiers' max_turns stopping the rollout early gives R so far + P_rounds + w_task·P_no-answer."""
     env = load_environment(n_tasks=1, env_kwargs=KW, max_turns=1)
     outputs = run_group(env, ScriptedClient(lambda p: "<answer>thanks</answer>"), k=1)
