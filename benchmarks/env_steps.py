@@ -55,7 +55,8 @@ __all__ = [
 CONTEXTS: dict[str, dict[str, Any]] = {
     "compact": {"prompt_style": "compact"},  # the short system prompt
     "paper": {},  # the defaults: paper prompt with full tool schemas, one paragraph per user turn
-    "long": {"episode": {"paragraphs_per_turn": 3, "stage2_paragraphs": 15}},  # three paragraphs per user turn
+    # every distractor in stage 1 (never filtered there), five paragraphs per user turn, twenty in stage 2
+    "long": {"episode": {"stage1_distractors": 8, "paragraphs_per_turn": 5, "stage2_paragraphs": 20}},
 }
 
 
