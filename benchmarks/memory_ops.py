@@ -353,8 +353,13 @@ class SizeBench:
         ctx = self.runtime.context
         snap = ctx.snapshot()
         messages = self.context_texts
-        # Criteria like the oracle's (a paragraph's opening words), a different message each call.
-        criteria = [" ".join(messages[i % len(messages)].split()[:4]) for i in range(self.config.total)]
+        # Criteria like the oracle's (a few words of one message, so that it is removed), different on every call
+        # so that no criterion is in an embedder's cache: words j..j+3 of message i mod L, j = i div L.
+        criteria = []
+        for i in range(self.config.total):
+            words = messages[i % len(messages)].split()
+            j = (i // len(messages)) % max(1, len(words) - 3)
+            criteria.append(" ".join(words[j : j + 4]))
         calls = [tool_call(("Filter_context", {"criteria": c})) for c in criteria]
         api = self.api(self.runtime)
         # The raw series: the same similarity, given vectors embedded beforehand (so it costs no embedding).
