@@ -350,6 +350,52 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _openblas() -> tuple[Any, Any] | None:
+    """numpy's OpenBLAS thread getter and setter (found the way threadpoolctl finds them), or None."""
+    import ctypes
+
+    import numpy  # noqa: F401  (loads the library)
+
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return None
+    for path in sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    get.restype = ctypes.c_int
+                    return get, set_
+    return None
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[int | None]:
+    """Run the block with numpy's OpenBLAS limited to ``n`` threads; yields the previous count (None: not found).
+
+    hnswlib answers one query on one thread. numpy's multi-threaded matrix-vector product (the exact-search
+    baseline) on a shared 2-core machine leaves its worker threads spinning after each call, which slowed the calls
+    interleaved with it several-fold; one thread keeps the series independent.
+    """
+    found = _openblas()
+    if found is None:
+        yield None
+        return
+    get, set_ = found
+    before = int(get())
+    set_(n)
+    try:
+        yield before
+    finally:
+        set_(before)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The machine
 # ---------------------------------------------------------------------------------------------------------------

@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from benchmarks.common import Corpus, load_corpus
+from benchmarks.common import Corpus, blas_threads, load_corpus
 from benchmarks.suite import ENV_SIZES, SIZES
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS on one thread, as in the report (see :func:`benchmarks.common.blas_threads`)."""
+    with blas_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import tyro
 
 from benchmarks import env_steps, memory_ops, trainer_perf
@@ -30,7 +31,9 @@ from benchmarks.common import (
     CACHE_DIR,
     HOTPOTQA_SAMPLE,
     RESULTS_DIR,
+    Corpus,
     Log,
+    blas_threads,
     embed_cached,
     jsonable,
     load_average,
@@ -40,7 +43,7 @@ from benchmarks.common import (
     pressure,
 )
 
-__all__ = ["Args", "main", "render_markdown", "targets"]
+__all__ = ["Args", "breakdown", "growth", "main", "render_markdown", "targets"]
 
 Section = Literal["memory", "env", "vec", "trainer"]
 EmbedderName = Literal["hash", "minilm"]
@@ -470,8 +473,9 @@ def _env_lines(results: dict[str, Any]) -> list[str]:
             "## Environment cost per step",
             "",
             f"`{single['env_id']}` driven by the scripted oracle (all six tools) through whole episodes; the store "
-            "pre-filled with N corpus memories. Only `env.step` is timed; the last step of each episode (episode "
-            "summary) and `reset` are reported apart, and so is the policy's own time.",
+            "pre-filled with N corpus memories (restored from a snapshot right after `reset`, untimed). Only "
+            "`env.step` is timed; the last step of each episode (it computes the episode summary) and `reset` (which "
+            "also frees the previous episode's store) are reported apart, and so is the policy's own time.",
             "",
             *_table(
                 [
@@ -676,6 +680,38 @@ def _tree_lines(nodes: Sequence[dict[str, Any]], depth: int = 0, max_depth: int 
     return out
 
 
+# Where a profiled call's time goes, by disjoint subtrees: (category, test on a tree node's function label).
+_CATEGORIES: tuple[tuple[str, Callable[[str], bool]], ...] = (
+    ("hnswlib (C++)", lambda f: "hnswlib" in f),
+    ("embedder", lambda f: f.startswith("benchmarks/common.py:") and f.endswith("(__call__)")),
+    ("parse_action", lambda f: f.endswith("(parse_action)")),
+    ("render_results", lambda f: f.endswith("(render_results)")),
+    ("info dict", lambda f: f.startswith("agemem_gym/env.py:") and f.endswith("(_info)")),
+    ("context render", lambda f: f.startswith("agemem_gym/context.py:") and f.endswith("(render)")),
+    ("reward potential", lambda f: f.endswith("(potential)")),
+)
+
+
+def breakdown(tree: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Shares of a profile tree's root time by category (the first matching node on each path counts, with all
+    below it); ``other Python`` is the rest: validation, dispatch, bookkeeping, numpy glue."""
+    out = dict.fromkeys((c for c, _ in _CATEGORIES), 0.0)
+
+    def walk(nodes: Sequence[dict[str, Any]]) -> None:
+        for node in nodes:
+            for category, match in _CATEGORIES:
+                if match(node["function"]):
+                    out[category] += node["share"]
+                    break
+            else:
+                walk(node.get("callees") or [])
+
+    walk(tree)
+    shares = {k: v for k, v in out.items() if v > 0}
+    shares["other Python"] = max(0.0, 1.0 - sum(shares.values()))
+    return shares
+
+
 def _profile_lines(results: dict[str, Any]) -> list[str]:
     profiles: list[tuple[str, dict[str, Any]]] = []
     for name, res in (results.get("memory_ops") or {}).items():
@@ -695,9 +731,10 @@ def _profile_lines(results: dict[str, Any]) -> list[str]:
         "",
     ]
     for title, p in profiles:
+        split = " · ".join(f"{k} {v * 100:.0f}%" for k, v in breakdown(p["tree"]).items())
         lines += [
             f"**{title}**: {p['root_calls']} calls of `{p['root']}`, {_num(1e6 * p['total_s_per_call'])} µs each "
-            "under the profiler",
+            f"under the profiler. Split: {split}.",
             "",
             *_tree_lines(p["tree"]),
             "",
@@ -732,7 +769,9 @@ def render_markdown(results: dict[str, Any]) -> str:
             "context tools, the library call without the API (`Context.summarize`, the summariser, the similarity "
             "on precomputed vectors). The API's embedder is the library default (LRU cache) and every timed text is "
             "new to it; *API excl. embedder* subtracts the time measured inside the embedder during each call. "
-            "Stores at small N use replicas so that ADD/DELETE never move a store by more than 20% of N.",
+            "Stores at small N use replicas so that ADD/DELETE never move a store by more than 20% of N. numpy's "
+            "BLAS runs on one thread here (hnswlib answers a query on one thread; a multi-threaded exact-search "
+            "baseline left spinning threads that slowed the calls interleaved with it).",
             "",
         ]
         for name, res in mem.items():
@@ -776,6 +815,25 @@ def main(args: Args) -> dict[str, Any]:
     }
     log(f"corpus: {corpus.note}")
     hash_vectors = None
+    with blas_threads(1) as blas_before:  # see benchmarks.common.blas_threads: numpy's BLAS on one thread
+        results["numpy_blas_threads"] = {"default": blas_before, "used": 1 if blas_before is not None else None}
+        hash_vectors = _measure_memory_and_env(args, plan, corpus, results, log)
+    if "trainer" in args.sections and plan.trainer.models:
+        results["trainer"] = trainer_perf.run(plan.trainer, log)
+    results["targets"] = targets(results)
+    results["growth"] = growth(results)
+    results["load_average_end"] = load_average()
+    results["pressure_end"] = pressure()
+    results["seconds"] = time.perf_counter() - started
+    del hash_vectors
+    return _write(jsonable(results), args, log)
+
+
+def _measure_memory_and_env(
+    args: Args, plan: _Plan, corpus: Corpus, results: dict[str, Any], log: Log
+) -> np.ndarray | None:
+    """The memory-operation and env sections into ``results``; returns the hashing embedder's corpus vectors."""
+    hash_vectors = None
     if "memory" in args.sections:
         results["memory_ops"] = {}
         results["skipped_sizes"] = {}
@@ -815,14 +873,7 @@ def main(args: Args) -> dict[str, Any]:
         results["env_steps"] = env_steps.run(
             corpus, hash_vectors, plan.env, log, data_path=args.data_path, sections=env_sections
         )
-    if "trainer" in args.sections and plan.trainer.models:
-        results["trainer"] = trainer_perf.run(plan.trainer, log)
-    results["targets"] = targets(results)
-    results["growth"] = growth(results)
-    results["load_average_end"] = load_average()
-    results["pressure_end"] = pressure()
-    results["seconds"] = time.perf_counter() - started
-    return _write(jsonable(results), args, log)
+    return hash_vectors
 
 
 def _write(results: dict[str, Any], args: Args, log: Log, *, results_json: bool = True) -> dict[str, Any]:
