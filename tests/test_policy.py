@@ -54,6 +54,14 @@ def test_tiny_model_builds_fast_and_is_seeded() -> None:
     assert torch.equal(torch.get_rng_state(), state)
 
 
+def test_tiny_models_by_name() -> None:
+    """load_model knows the tiny sizes by name: "tiny" (hidden 64) and the wider "tiny-128", with the byte tokenizer."""
+    for name, width in (("tiny", 64), ("tiny-128", 128)):
+        model, tok = load_model(name, seed=0)
+        assert model.config.hidden_size == width and model.config.num_hidden_layers == 2
+        assert tok.eos_token == "<|im_end|>" and tok.chat_template
+
+
 def test_encode_chat_renders_every_role_and_truncates_left() -> None:
     """The ChatML template renders system/user/assistant/tool and the assistant header; long prompts keep their tail."""
     tok = tiny_tokenizer()

@@ -72,11 +72,18 @@ def test_loss_covers_response_tokens_only() -> None:
 
 
 def test_sft_loss_decreases_on_scripted_pairs() -> None:
-    """A few epochs on the scripted turns lower the tiny model's loss substantially."""
+    """A few epochs on the scripted turns lower the tiny model's loss substantially (the rate decays by default)."""
     torch.manual_seed(0)
-    model, tok = tiny_model(seed=0), tiny_tokenizer()
-    losses = train_sft(model, tok, _records(), epochs=10, learning_rate=1e-2, batch_size=5, seed=0)
-    assert losses[-1] < 0.6 * losses[0], losses
+
+    def run(lr_decay: bool) -> list[float]:
+        model, tok = tiny_model(seed=0), tiny_tokenizer()
+        return train_sft(model, tok, _records(), epochs=10, learning_rate=1e-2, batch_size=5, seed=0, lr_decay=lr_decay)
+
+    constant, decayed = run(False), run(True)
+    assert constant[-1] < 0.6 * constant[0], constant
+    assert decayed[-1] < 0.7 * decayed[0], decayed
+    # Step 1 runs at the full rate either way (equal losses after it); from step 2 on the decayed rate is smaller.
+    assert constant[1] == decayed[1] and constant[2] != decayed[2]
 
 
 def test_main_saves_a_model_grpo_can_load(tmp_path: Path) -> None:

@@ -167,7 +167,7 @@ def test_turn_cap_ends_an_episode_with_the_summed_reward() -> None:
 
 
 def test_outputs_and_evaluation_of_a_checkpoint(tmp_path: Path) -> None:
-    """A run writes metrics, curves and a checkpoint; evaluate_checkpoint replays it on N tasks."""
+    """A run writes metrics, curves and a checkpoint; evaluate_checkpoint replays it on N tasks, reproducibly."""
     main(_args(tmp_path, "out", plot=True, eval_tasks=2))
     run = tmp_path / "out"
     assert (run / "curves.png").stat().st_size > 0 and (run / "args.json").is_file()
@@ -176,6 +176,21 @@ def test_outputs_and_evaluation_of_a_checkpoint(tmp_path: Path) -> None:
     assert json.loads((run / "eval.json").read_text())["eval/rollout/episodes"] == 2
     result = evaluate_checkpoint(run / "checkpoint.pt", num_tasks=3)
     assert result["eval/rollout/episodes"] == 3 and "eval/memory/f1" in result
+    sampled = [evaluate_checkpoint(run / "checkpoint.pt", num_tasks=2, greedy=False) for _ in range(2)]
+    assert sampled[0] == sampled[1]  # sampled evaluation is seeded: the same checkpoint scores the same twice
+
+
+def test_eval_every_logs_the_starting_policy_and_leaves_training_unchanged(tmp_path: Path) -> None:
+    """eval_every writes eval/ metrics at update 0 and every N updates; sampled evaluation does not move training."""
+    plain = main(_args(tmp_path, "plain", num_updates=2))
+    evaled = main(_args(tmp_path, "evaled", num_updates=2, eval_tasks=2, eval_every=1, eval_greedy=False))
+    rows = [json.loads(line) for line in (tmp_path / "evaled" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in rows] == [0, 1, 2]
+    assert all(k == "update" or k.startswith("eval/") for k in rows[0])  # the starting policy, before any update
+    assert all(r["eval/rollout/episodes"] == 2 for r in rows) and "reward/mean" in rows[1]
+    assert evaled["loss/loss"] == plain["loss/loss"] and evaled["reward/mean"] == plain["reward/mean"]
+    a, b = _weights(tmp_path / "plain" / "checkpoint.pt"), _weights(tmp_path / "evaled" / "checkpoint.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_cli_presets_and_overrides() -> None:
@@ -192,6 +207,7 @@ def test_cli_presets_and_overrides() -> None:
         ({"group_size": 1}, "'group_size' must be >= 2"),
         ({"temperature": 0.0}, "'temperature' must be > 0"),
         ({"env_kwargs": "[1]"}, "'env_kwargs' must be a JSON object"),
+        ({"eval_every": -1}, "'eval_every' must be >= 0"),
         ({"groups_per_update": 3}, "must be divisible by the number of ranks"),
     ],
 )

@@ -3,10 +3,12 @@
 Runs:
     python -m agemem_gym.trainers.grpo --preset tiny     # tiny random model, synthetic suite, CPU, seconds
     python -m agemem_gym.trainers.grpo --preset demo     # SmolLM2-135M-Instruct, synthetic suite, CPU, minutes
+    python -m agemem_gym.trainers.learning_demo          # SFT warm start then GRPO: R(τ) rises (tiny model, CPU)
     agemem-grpo --model Qwen/Qwen2.5-1.5B-Instruct --allow-download --lora-rank 16 --num-updates 200
     torchrun --nproc-per-node 4 -m agemem_gym.trainers.grpo --model <name> --lora-rank 16   # DDP, one GPU each
     agemem-grpo --resume runs/<run>/checkpoint.pt --num-updates 20             # continue, exactly
     agemem-grpo --resume runs/<run>/checkpoint.pt --num-updates 0 --eval-tasks 50   # evaluate a checkpoint
+    agemem-grpo --preset tiny --eval-tasks 8 --eval-every 1 --eval-env-kwargs '{"suite_seed": 1}'  # eval curve
 
 The algorithm (AgeMem paper §3.4, Alg. 2):
     for each update:
@@ -103,7 +105,7 @@ class Args:
 
     # ---- model ----
     model: str = "smollm2"
-    """"tiny" (random, for tests), "smollm2" (offline GGUF), or any HF causal LM name or local folder"""
+    """"tiny" / "tiny-128" (random, for tests), "smollm2" (offline GGUF), or any HF causal LM name or local folder"""
     allow_download: bool = False
     """allow transformers to download `model` from the Hub (off: only local files are read)"""
     lora_rank: int = 0
@@ -165,7 +167,10 @@ class Args:
     resume: str | None = None
     """checkpoint.pt to resume from (the run continues in that checkpoint's folder)"""
     eval_tasks: int = 0
-    """after training, evaluate on this many tasks (0: skip)"""
+    """after training, evaluate on the eval suite's first this many tasks (0: never); written to eval.json"""
+    eval_every: int = 0
+    """also evaluate before the first update and every this many updates (0: only after training); the eval/
+    metrics join that update's row of metrics.jsonl (update 0: the starting policy) and the reward curve"""
     eval_greedy: bool = True
     """evaluate with greedy decoding (else sample like the rollouts)"""
     progress: bool = True
@@ -505,6 +510,8 @@ def check_args(args: Args, world_size: int = 1) -> None:
         (args.beta >= 0, f"'beta' must be >= 0, got {args.beta}"),
         (args.lora_rank >= 0, f"'lora_rank' must be >= 0 (0 trains every weight), got {args.lora_rank}"),
         (args.num_updates >= 0, f"'num_updates' must be >= 0, got {args.num_updates}"),
+        (args.eval_tasks >= 0, f"'eval_tasks' must be >= 0 (0: no evaluation), got {args.eval_tasks}"),
+        (args.eval_every >= 0, f"'eval_every' must be >= 0 (0: only after training), got {args.eval_every}"),
     ]
     for ok, message in rules:
         if not ok:
@@ -745,8 +752,28 @@ def main(args: Args) -> dict[str, float]:
     envs = [gym.make(args.env_id, **env_kwargs) for _ in range(groups_per_rank * args.group_size)]
     all_task_ids = tuple(envs[0].unwrapped.suite.task_ids)  # type: ignore[attr-defined]
     sampling = Sampling(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
+    eval_sampling = dataclasses.replace(sampling, greedy=args.eval_greedy)
+    eval_kwargs = _eval_env_kwargs(args)
+
+    def run_eval() -> dict[str, float]:
+        return evaluate(
+            model,
+            tokenizer,
+            args.env_id,
+            eval_kwargs,
+            num_tasks=args.eval_tasks,
+            sampling=eval_sampling,
+            args=args,
+            amp=amp,
+        )
+
     pad_id = tokenizer.pad_token_id
     metrics: dict[str, float] = {}
+    if args.eval_tasks > 0 and args.eval_every > 0 and start_update == 0 < args.num_updates:
+        start = {"update": 0, **run_eval()}  # the starting policy (e.g. the SFT warm start), for the curve
+        if rank == 0:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(start) + "\n")
     bar = tqdm(range(start_update, args.num_updates), disable=not args.progress or rank != 0, desc="grpo")
     for update in bar:
         # ---- rollout ----
@@ -856,6 +883,9 @@ def main(args: Args) -> dict[str, float]:
             "perf/learn_tokens_per_s": learn_total / max(update_s, 1e-9),
             "perf/peak_mem_mb": _peak_mem_mb(device),
         }
+        done = update + 1 == args.num_updates
+        if args.eval_tasks > 0 and (done or (args.eval_every > 0 and (update + 1) % args.eval_every == 0)):
+            metrics.update(run_eval())
         if rank == 0:
             with metrics_path.open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
@@ -866,7 +896,6 @@ def main(args: Args) -> dict[str, float]:
                         json.dumps({"update": update + 1, "task_id": t.task_id, "R": t.reward, "turns": turns}) + "\n"
                     )
             bar.set_postfix(R=f"{metrics['reward/mean']:.3f}", tok_s=f"{metrics['perf/rollout_tokens_per_s']:.0f}")
-        done = update + 1 == args.num_updates
         if done or (args.checkpoint_every and (update + 1) % args.checkpoint_every == 0):
             save_checkpoint(run_dir / "checkpoint.pt", model, optimizer, update + 1, args)
             if rank == 0 and args.plot:
@@ -876,20 +905,8 @@ def main(args: Args) -> dict[str, float]:
 
     # ---- evaluation ----
     if args.eval_tasks > 0:
-        eval_kwargs = _eval_env_kwargs(args)
-        eval_sampling = dataclasses.replace(sampling, greedy=args.eval_greedy)
-        metrics.update(
-            evaluate(
-                model,
-                tokenizer,
-                args.env_id,
-                eval_kwargs,
-                num_tasks=args.eval_tasks,
-                sampling=eval_sampling,
-                args=args,
-                amp=amp,
-            )
-        )
+        if start_update >= args.num_updates:  # nothing left to train (e.g. --resume ... --num-updates 0)
+            metrics.update(run_eval())
         if rank == 0:
             with (run_dir / "eval.json").open("w") as f:
                 json.dump(metrics, f, indent=2)
@@ -913,8 +930,30 @@ def evaluate(
 ) -> dict[str, float]:
     """Play one episode on each of the suite's first ``num_tasks`` tasks; returns ``eval/``-prefixed metrics.
 
-    Under torchrun each rank plays its share of the tasks and the metrics cover all of them.
+    Under torchrun each rank plays its share of the tasks and the metrics cover all of them. Sampled decoding draws
+    from its own torch RNG, seeded by ``args.seed`` (and the rank), inside a fork of the caller's: every evaluation
+    of a run sees the same random numbers (two policies compare on equal terms, and a checkpoint evaluates the same
+    way twice), and training after an evaluation samples exactly what it would have sampled without it.
     """
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(args.seed + _rank())
+        return _evaluate(
+            model, tokenizer, env_id, env_kwargs, num_tasks=num_tasks, sampling=sampling, args=args, amp=amp
+        )
+
+
+def _evaluate(
+    model: nn.Module,
+    tokenizer: Any,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    *,
+    num_tasks: int,
+    sampling: Sampling,
+    args: Args,
+    amp: Callable[[], AbstractContextManager[Any]],
+) -> dict[str, float]:
     probe = gym.make(env_id, **env_kwargs)
     task_ids = tuple(probe.unwrapped.suite.task_ids)[:num_tasks]  # type: ignore[attr-defined]
     probe.close()

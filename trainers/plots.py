@@ -41,9 +41,12 @@ def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> Path:
     updates = [r["update"] for r in rows]
     for ax, (title, keys) in zip(axes, PANELS):
         for key in keys:
-            values = [r.get(key, math.nan) for r in rows]
-            if any(isinstance(v, (int, float)) and not math.isnan(v) for v in values):
-                ax.plot(updates, values, marker="o", markersize=3, label=key)
+            # Only the rows that hold the key: eval/ metrics appear every eval_every updates, and update 0 (the
+            # starting policy) has nothing but eval/ metrics.
+            points = [(u, r[key]) for u, r in zip(updates, rows) if isinstance(r.get(key), (int, float))]
+            points = [(u, v) for u, v in points if not math.isnan(v)]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=3, label=key)
         ax.set_title(title)
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)

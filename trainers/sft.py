@@ -98,11 +98,18 @@ def train_sft(
     batch_size: int = 8,
     max_prompt_tokens: int | None = 4096,
     seed: int = 0,
+    lr_decay: bool = True,
 ) -> list[float]:
-    """Fine-tune ``model`` on the records with AdamW (shuffled each epoch); returns the loss of every step."""
+    """Fine-tune ``model`` on the records with AdamW (shuffled each epoch); returns the loss of every step.
+
+    With ``lr_decay`` the learning rate falls linearly from ``learning_rate`` to 0 over the run, so the weights
+    that are kept do not depend on where the last full-size (noisy) step happened to land.
+    """
     pairs = [encode_pair(tokenizer, r, max_prompt_tokens=max_prompt_tokens) for r in records]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate)
+    total = epochs * -(-len(pairs) // batch_size)  # optimizer steps in the run
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / total if lr_decay else 1.0)
     rng = random.Random(seed)
     losses = []
     model.train()
@@ -116,6 +123,7 @@ def train_sft(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
+            schedule.step()
             losses.append(float(loss.detach()))
     return losses
 
@@ -127,7 +135,7 @@ class SFTArgs:
     out: str
     """folder to save the warm-started model and tokenizer into (load it in GRPO with --model OUT)"""
     model: str = "smollm2"
-    """"tiny", "smollm2", or any HF causal LM name or local folder"""
+    """"tiny", "tiny-128", "smollm2", or any HF causal LM name or local folder"""
     data: str | None = None
     """JSONL file of {"messages", "response"} records; default: collect them with --policy"""
     policy: str = "oracle"
@@ -143,7 +151,9 @@ class SFTArgs:
     epochs: int = 2
     """passes over the records"""
     learning_rate: float = 1e-4
-    """AdamW learning rate"""
+    """AdamW learning rate (at the first step; see lr_decay)"""
+    lr_decay: bool = True
+    """decay the learning rate linearly to 0 over the run"""
     batch_size: int = 8
     """records per optimizer step"""
     max_prompt_tokens: int = 4096
@@ -184,6 +194,7 @@ def main(args: SFTArgs) -> list[float]:
         records,
         epochs=args.epochs,
         learning_rate=args.learning_rate,
+        lr_decay=args.lr_decay,
         batch_size=args.batch_size,
         max_prompt_tokens=args.max_prompt_tokens,
         seed=args.seed,
