@@ -243,7 +243,7 @@ def test_grpo_learns_an_easy_dense_reward(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ddp_two_cpu_ranks(tmp_path: Path) -> None:
-    """Under torchrun with two CPU ranks (gloo), each rank plays its groups and the metrics cover all of them."""
+    """Under torchrun with two CPU ranks (gloo), each rank plays its groups (and eval tasks); metrics cover all."""
     script = tmp_path / "ddp_run.py"
     script.write_text(
         textwrap.dedent(
@@ -255,8 +255,8 @@ def test_ddp_two_cpu_ranks(tmp_path: Path) -> None:
             m = main(preset("tiny", env_id=register_fake_env(), env_kwargs=json.dumps({{"reward": "char"}}),
                             output_dir={str(tmp_path)!r}, run_name="ddp", num_updates=1, groups_per_update=2,
                             group_size=2, max_new_tokens=6, progress=False, plot=False, device="cpu",
-                            loss_average="token"))
-            print("EPISODES=" + str(m["rollout/episodes"]) + ";")
+                            loss_average="token", eval_tasks=2, eval_every=1))
+            print("EPISODES=" + str(m["rollout/episodes"]) + ";EVAL=" + str(m["eval/rollout/episodes"]) + ";")
             """
         )
     )
@@ -273,7 +273,7 @@ def test_ddp_two_cpu_ranks(tmp_path: Path) -> None:
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("EPISODES=4.0;") == 2
+    assert done.stdout.count("EPISODES=4.0;EVAL=2.0;") == 2  # eval: one task per rank, metrics over both
     assert (tmp_path / "ddp" / "checkpoint.pt").is_file()
 
 
