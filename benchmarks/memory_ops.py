@@ -245,11 +245,15 @@ class SizeBench:
 
     # -- the series -------------------------------------------------------------------------------------------------
 
-    def series(self, op: str) -> dict[str, Series]:
-        """The interleaved series of one operation (``"RETRIEVE@5"``, ``"ADD"``, ...), ``"api"`` first."""
+    def series(self, op: str, *, fresh_queries: bool = False) -> dict[str, Series]:
+        """The interleaved series of one operation (``"RETRIEVE@5"``, ``"ADD"``, ...), ``"api"`` first.
+
+        RETRIEVE asks HotpotQA questions (each k its own); ``fresh_queries`` asks unused corpus sentences instead,
+        for a second pass at the same size that must not hit the embedder's cache (the profile).
+        """
         self.embed_log.clear()
         if op.startswith("RETRIEVE@"):
-            return self._retrieve(int(op.split("@", 1)[1]))
+            return self._retrieve(int(op.split("@", 1)[1]), fresh_queries=fresh_queries)
         makers: dict[str, Callable[[], dict[str, Series]]] = {
             "ADD": self._add,
             "UPDATE": self._update,
@@ -262,11 +266,15 @@ class SizeBench:
             raise ValueError(f"unknown op {op!r}; expected RETRIEVE@k or one of {sorted(makers)}")
         return makers[op]()
 
-    def _retrieve(self, k: int) -> dict[str, Series]:
-        queries, qv = self.corpus.queries, self.emb.queries
-        # Each k gets its own queries, so that none is in the API embedder's cache from an earlier series.
-        offset = self.config.ks.index(k) * self.config.total if k in self.config.ks else 0
-        rows = [(offset + i) % len(queries) for i in range(self.config.total)]
+    def _retrieve(self, k: int, *, fresh_queries: bool = False) -> dict[str, Series]:
+        if fresh_queries:
+            queries, qv = self.corpus.fresh, self.emb.fresh
+            rows = self._fresh(self.config.total).tolist()
+        else:
+            queries, qv = self.corpus.queries, self.emb.queries
+            # Each k gets its own queries, so that none is in the API embedder's cache from an earlier series.
+            offset = self.config.ks.index(k) * self.config.total if k in self.config.ks else 0
+            rows = [(offset + i) % len(queries) for i in range(self.config.total)]
         texts = [tool_call(("Retrieve_memory", {"query": queries[j], "top_k": k})) for j in rows]
         api, raw, base, vecs = self.api(self.runtime), self.raw_query, self.base_emb, self.vectors
         raw.set_ef(max(self.store_config.ef_search, k + 16))  # what the store sets for a top-k query
@@ -510,7 +518,7 @@ def measure_size(bench: SizeBench, log: Log, *, profile_ops: Sequence[str] = ())
         result["profile"] = {}
     for op in profile_ops:
         log(f"  {bench.emb.name} N={bench.n} {op}: profiling {cfg.total} API calls")
-        api = bench.series(op)["api"]
+        api = bench.series(op, fresh_queries=True)["api"]  # new texts: the embedder's cache must not answer
         result["profile"][op] = profiles.profile_calls(api, cfg.total, root=("benchmarks/memory_ops.py", "call"))
     return result
 
