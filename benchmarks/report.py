@@ -175,15 +175,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Where the run stands against issue 7's targets (at 10k items, or the largest size measured)."""
     out: list[dict[str, Any]] = []
     ops = _get(results, "memory_ops", "hash", "by_size") or {}
-    size = str(TARGET_SIZE) if str(TARGET_SIZE) in ops else (max(ops, key=int) if ops else None)
+    size = str(TARGET_SIZE) if str(TARGET_SIZE) in ops else (max(ops, key=int) if ops else "0")
     for op in ("RETRIEVE@3", "RETRIEVE@5", "RETRIEVE@10", "ADD"):
-        row = _get(ops, size, "ops", op) if size else None
+        row = _get(ops, size, "ops", op)
         if row is None:
             continue
         r = row.get("ratio_api_raw")
         out.append(
             {
-                "target": f"{op}: API / raw hnswlib <= {TARGET_RATIO}x (hashing embedder, {size} items)",
+                "target": f"{op}: API / raw hnswlib <= {TARGET_RATIO}x (hashing embedder, {int(size):,} items)",
                 "value": r,
                 "unit": "x",
                 "excl_embed": row.get("ratio_api_excl_embed_raw"),
@@ -197,12 +197,16 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         for c in cells:
             if c["size"] == n:
                 v = c["step_excl_embed"]["median_us"]
+                kinds = {
+                    k: x["median_excl_embed_us"] for k, x in c["by_kind"].items() if k not in ("answer", "invalid")
+                }
                 out.append(
                     {
-                        "target": f"env step excl. policy and embedder < 1 ms median ({n} items, {c['context']} context)",
+                        "target": f"env step excl. policy and embedder < 1 ms median ({n:,} items, {c['context']} context)",
                         "value": v,
                         "unit": "us",
                         "with_embed": c["step"]["median_us"],
+                        "tool_steps": kinds,
                         "met": v is not None and v < TARGET_STEP_US,
                     }
                 )
@@ -299,15 +303,25 @@ def _target_lines(results: dict[str, Any]) -> list[str]:
     rows = []
     for t in results.get("targets", []):
         value = _ratio(t["value"]) if t["unit"] == "x" else f"{_num(t['value'])} µs"
-        extra = (
-            f"excl. embedder {_ratio(t.get('excl_embed'))}"
-            if t["unit"] == "x"
-            else f"with embedder {_num(t.get('with_embed'))} µs"
-        )
+        if t["unit"] == "x":
+            extra = f"excl. embedder {_ratio(t.get('excl_embed'))}"
+        else:
+            tools = ", ".join(f"{k} {_num(v)}" for k, v in (t.get("tool_steps") or {}).items())
+            extra = f"with embedder {_num(t.get('with_embed'))} µs" + (
+                f"; tool steps alone (median µs, excl. embedder): {tools}" if tools else ""
+            )
         rows.append([t["target"], value, extra, "**met**" if t["met"] else "**missed**"])
     if not rows:
         return []
-    return ["## Targets", "", *_table(["target", "measured", "also", "status"], rows)]
+    return [
+        "## Targets",
+        "",
+        "Issue 7's targets, reported, never asserted. The API ratio is the whole tool call (embedding the text "
+        "included) over the raw hnswlib call on the same vector; the env-step median runs over every step of the "
+        "episodes, about half of which are cheap answers, so the memory-tool steps are listed beside it.",
+        "",
+        *_table(["target", "measured", "also", "status"], rows),
+    ]
 
 
 _OP_HEADER = [
