@@ -6,7 +6,9 @@
 - the other modules hold the measurements: :mod:`~benchmarks.memory_ops` (the six tools through the tool API
   against raw hnswlib, exact numpy search and the embedder alone), :mod:`~benchmarks.env_steps` (env cost per step,
   single and vectorised), :mod:`~benchmarks.footprint` (memory per item), :mod:`~benchmarks.trainer_perf` (GRPO
-  tokens/s) and :mod:`~benchmarks.common` (corpus, timing, machine description).
+  tokens/s), :mod:`~benchmarks.profiles` (cProfile call trees), :mod:`~benchmarks.plots` (the PNGs),
+  :mod:`~benchmarks.suite` (the pytest-benchmark settings) and :mod:`~benchmarks.common` (corpus, timing, machine
+  description).
 
 Benchmarks never assert timings: they print medians and ratios against a baseline measured in the same run.
 """
