@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agemem_gym import embedders
 from agemem_gym.embedders import (
@@ -73,6 +75,23 @@ def test_hashing_batch_equals_single_calls_bitwise():
     """Embedding a batch gives exactly the rows that one-text calls give."""
     batch = HashingEmbedder(cache_size=0)(TEXTS)
     single = np.stack([HashingEmbedder(cache_size=0)([t])[0] for t in TEXTS])
+    np.testing.assert_array_equal(batch, single)
+
+
+_WORDS = st.sampled_from(["the", "bridge", "Orvel", "1841", "a", "é", "漢字", "river", "river", "of", "!", " "])
+
+
+@given(
+    texts=st.lists(st.one_of(st.text(max_size=80), st.lists(_WORDS, max_size=40).map(" ".join)), min_size=5),
+    dim=st.sampled_from([7, 64, 256]),
+    ngrams=st.sampled_from([(1, 1), (1, 2), (2, 3), (1, 4)]),
+)
+def test_hashing_batched_numpy_path_equals_the_one_text_path_bitwise(
+    texts: list[str], dim: int, ngrams: tuple[int, int]
+) -> None:
+    """Batches of more than a few texts take the vectorised path, single texts the plain-Python one: same bits."""
+    batch = HashingEmbedder(dim, ngram_range=ngrams, cache_size=0)(texts)
+    single = np.concatenate([HashingEmbedder(dim, ngram_range=ngrams, cache_size=0)([t]) for t in texts])
     np.testing.assert_array_equal(batch, single)
 
 
