@@ -86,6 +86,20 @@ def test_sft_loss_decreases_on_scripted_pairs() -> None:
     assert constant[1] == decayed[1] and constant[2] != decayed[2]
 
 
+def test_micro_batches_accumulate_to_the_full_batch_step() -> None:
+    """Splitting each batch into micro-batches gives the same step losses and the same weights (to rounding)."""
+    results = []
+    for micro in (None, 2):
+        model = tiny_model(seed=0)
+        losses = train_sft(
+            model, tiny_tokenizer(), _records(), epochs=2, learning_rate=1e-2, batch_size=5, micro_batch_size=micro
+        )
+        results.append((losses, model.state_dict()))
+    (full, w_full), (split, w_split) = results
+    assert split == pytest.approx(full, rel=1e-4)
+    assert all(torch.allclose(w_full[k], w_split[k], atol=1e-4) for k in w_full)
+
+
 def test_main_saves_a_model_grpo_can_load(tmp_path: Path) -> None:
     """SFT from a JSONL file saves a plain model folder (LoRA merged) that load_model reads back offline."""
     write_jsonl(_records(), tmp_path / "pairs.jsonl")

@@ -82,10 +82,21 @@ def encode_pair(
     return prompt, response
 
 
-def sft_loss(model: nn.Module, prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int) -> Tensor:
-    """Mean negative log-likelihood of the response tokens (prompt tokens carry no loss)."""
+def sft_loss(
+    model: nn.Module,
+    prompts: Sequence[list[int]],
+    responses: Sequence[list[int]],
+    pad_id: int,
+    *,
+    n_tokens: int | None = None,
+) -> Tensor:
+    """Mean negative log-likelihood of the response tokens (prompt tokens carry no loss).
+
+    ``n_tokens`` divides the summed NLL instead of this call's own token count: pass the whole batch's count when
+    the batch is split into micro-batches, so that their losses (and gradients) add up to the batch mean exactly.
+    """
     logp, mask = response_logprobs(model, prompts, responses, pad_id)  # (N, R), (N, R)
-    return -(logp * mask).sum() / mask.sum()
+    return -(logp * mask).sum() / (mask.sum() if n_tokens is None else n_tokens)
 
 
 def train_sft(
@@ -96,15 +107,19 @@ def train_sft(
     epochs: int = 1,
     learning_rate: float = 1e-4,
     batch_size: int = 8,
+    micro_batch_size: int | None = None,
     max_prompt_tokens: int | None = 4096,
     seed: int = 0,
     lr_decay: bool = True,
 ) -> list[float]:
     """Fine-tune ``model`` on the records with AdamW (shuffled each epoch); returns the loss of every step.
 
-    With ``lr_decay`` the learning rate falls linearly from ``learning_rate`` to 0 over the run, so the weights
-    that are kept do not depend on where the last full-size (noisy) step happened to land.
+    Each optimizer step takes ``batch_size`` records; with ``micro_batch_size`` they go through the model that many
+    at a time, gradients accumulating (same step, a fraction of the activation memory). With ``lr_decay`` the
+    learning rate falls linearly from ``learning_rate`` to 0 over the run, so the weights that are kept do not
+    depend on where the last full-size (noisy) step happened to land.
     """
+    micro = micro_batch_size or batch_size
     pairs = [encode_pair(tokenizer, r, max_prompt_tokens=max_prompt_tokens) for r in records]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate)
@@ -118,13 +133,20 @@ def train_sft(
         rng.shuffle(order)
         for start in range(0, len(order), batch_size):
             batch = [pairs[i] for i in order[start : start + batch_size]]
-            loss = sft_loss(model, [p for p, _ in batch], [r for _, r in batch], tokenizer.pad_token_id)
+            n_tokens = sum(len(r) for _, r in batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            step_loss = 0.0
+            for m in range(0, len(batch), micro):
+                part = batch[m : m + micro]
+                loss = sft_loss(
+                    model, [p for p, _ in part], [r for _, r in part], tokenizer.pad_token_id, n_tokens=n_tokens
+                )
+                loss.backward()
+                step_loss += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
-            losses.append(float(loss.detach()))
+            losses.append(step_loss)
     return losses
 
 
@@ -156,6 +178,8 @@ class SFTArgs:
     """decay the learning rate linearly to 0 over the run"""
     batch_size: int = 8
     """records per optimizer step"""
+    micro_batch_size: int | None = None
+    """records per forward/backward (gradients accumulate up to batch_size); default: the whole batch"""
     max_prompt_tokens: int = 4096
     """longer prompts keep their last tokens (as in GRPO)"""
     lora_rank: int = 0
@@ -196,6 +220,7 @@ def main(args: SFTArgs) -> list[float]:
         learning_rate=args.learning_rate,
         lr_decay=args.lr_decay,
         batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size,
         max_prompt_tokens=args.max_prompt_tokens,
         seed=args.seed,
     )
