@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from agemem_gym.trainers import grpo, sft
 from agemem_gym.trainers.plots import read_metrics
 
@@ -98,12 +100,16 @@ class DemoArgs:
     """held-out tasks the warm start and the trained policy play (sampled, seeded alike)"""
     eval_every: int = 8
     """evaluate every this many GRPO updates (and at update 0, the warm start)"""
+    threads: int = 1
+    """torch CPU threads (the tiny model runs fastest on one; the documented numbers used one); 0: torch's default"""
     progress: bool = True
     """show GRPO's progress bar"""
 
 
 def main(args: DemoArgs) -> dict[str, float]:
     """Run SFT then GRPO; returns the eval R(τ) of the warm start and of the trained policy, and the gain."""
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     run_dir = Path(args.output_dir) / (args.run_name or f"learn__{args.seed}")
     warm_start = run_dir / "warm_start"
     env_kwargs = json.dumps(easy_short_episodes(args.max_tool_rounds))
