@@ -12,6 +12,7 @@ alike; top-p only truncates what is sampled (as in TRL and verl), it is not part
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -126,6 +127,11 @@ def _eos_ids(model: nn.Module, tokenizer: Any) -> set[int]:
     return ids
 
 
+def _kv_cache(out: Any) -> Any:
+    """The KV cache a forward pass returned (``cache`` in transformers 5, ``past_key_values`` before)."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
 def _hits_stop(tokenizer: Any, response: list[int], stop_strings: tuple[str, ...], window: int) -> bool:
     # A stop string of S characters spans at most S tokens (each token decodes to at least one character), so
     # decoding the last `window` tokens each step finds it at the first step where it is complete.
@@ -142,6 +148,8 @@ def generate(model: nn.Module, tokenizer: Any, prompts: Sequence[list[int]], sam
     """
     device = next(model.parameters()).device
     eos = _eos_ids(model, tokenizer)
+    # transformers 5 renamed the KV cache argument ``past_key_values`` to ``cache`` (the old name warns, then goes).
+    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     window = max((len(s) for s in sampling.stop_strings), default=0)
     n = len(prompts)
     responses: list[list[int]] = [[] for _ in range(n)]
@@ -173,9 +181,10 @@ def generate(model: nn.Module, tokenizer: Any, prompts: Sequence[list[int]], sam
                 keep.append(j)
         if not keep or step == sampling.max_new_tokens - 1:
             break
+        cache = _kv_cache(out)
         if len(keep) < len(alive):  # drop finished rows from the batch and the cache
             index = torch.as_tensor(keep, device=device)
-            out.past_key_values.batch_select_indices(index)
+            cache.batch_select_indices(index)
             alive = [alive[j] for j in keep]
             mask, position, token = mask[index], position[index], token[index]
         mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)  # (A, L + 1)
@@ -184,8 +193,8 @@ def generate(model: nn.Module, tokenizer: Any, prompts: Sequence[list[int]], sam
             input_ids=token.unsqueeze(-1),
             attention_mask=mask,
             position_ids=position,
-            past_key_values=out.past_key_values,
             use_cache=True,
+            **{cache_arg: cache},
         )
     return [
         Turn(list(p), r, lp, tokenizer.decode(r, skip_special_tokens=True), f)
