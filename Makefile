@@ -20,11 +20,11 @@ $(STAMP): pyproject.toml setup.py
 
 install: $(STAMP)
 
-## The main job on the embedded default (the synthetic suite, no data needed):
-## scripted agents evaluated, then a short GRPO run of SmolLM2-135M-Instruct on CPU.
+## The main job on the embedded default (the synthetic suite, no data needed): scripted agents evaluated, then
+## an SFT warm start and 24 step-wise GRPO updates of a small model on CPU, R(τ) before and after (a few minutes).
 demo: $(STAMP)
 	$(BIN)/python -m agemem_gym.cli eval --env-id AgeMem-Synthetic-v0 --episodes 20
-	$(BIN)/python -m agemem_gym.trainers.grpo --preset demo
+	$(BIN)/python -m agemem_gym.trainers.learning_demo --output-dir runs
 
 ## Lint, format check, type check, then the fast offline test suite.
 test: $(STAMP)

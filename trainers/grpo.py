@@ -189,12 +189,12 @@ class Args:
     """episodes per update whose turns (decoded text) are appended to samples.jsonl, for reading what the agent does"""
 
 
-# Presets only set defaults; flags given on the command line still win (see cli()).
-# Short synthetic episodes for CPU work: the gold paragraphs only in stage 1, one distractor in stage 2, one tool
-# round per user message, and the env's compact system prompt.
+# Short synthetic episodes for CPU work: the gold paragraphs only in stage 1, one distractor in stage 2, and the
+# env's compact system prompt. Two tool rounds per user message is the fewest under which the scripted oracle
+# finishes (it stores, then updates; with one round it is truncated, R -1.11 instead of +0.995 on 20 tasks).
 _SHORT_EPISODES = json.dumps(
     {
-        "episode": {"stage1_distractors": 0, "paragraphs_per_turn": 1, "stage2_paragraphs": 1, "max_tool_rounds": 1},
+        "episode": {"stage1_distractors": 0, "paragraphs_per_turn": 1, "stage2_paragraphs": 1, "max_tool_rounds": 2},
         "prompt_style": "compact",
     }
 )
