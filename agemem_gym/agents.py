@@ -33,6 +33,7 @@ from agemem_gym.text import content_words, split_sentences
 
 __all__ = [
     "POLICIES",
+    "POLICY_PLUGINS",
     "NoMemoryPolicy",
     "OraclePolicy",
     "Policy",
@@ -285,10 +286,38 @@ class RandomPolicy:
 
 
 POLICIES: tuple[str, ...] = ("oracle", "oracle_heuristic", "rag", "no_memory", "random")
+POLICY_PLUGINS = "agemem_gym.policies"
+"""Entry-point group of policy factories ``(spec, env, *, seed) -> Policy``, named as in ``make_policy("name:spec")``.
+
+This package registers ``model`` (:mod:`agemem_gym.trainers.eval_policy`: a checkpoint or a transformers model);
+other packages may register their own in their ``pyproject.toml``::
+
+    [project.entry-points."agemem_gym.policies"]
+    mypolicy = "mypackage.policies:from_spec"
+"""
+
+
+def _plugin_policy(name: str, env: Any, seed: int) -> Policy:
+    """``"plugin:spec"``: the factory registered under ``plugin`` in :data:`POLICY_PLUGINS`, called with ``spec``."""
+    from importlib.metadata import entry_points
+
+    plugin, _, spec = name.partition(":")
+    found = {ep.name: ep for ep in entry_points(group=POLICY_PLUGINS)}
+    if plugin not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        raise ConfigError(
+            f"unknown policy plugin {plugin!r} in {name!r}; registered plugins: {known} (the 'model' plugin comes "
+            "with agemem-gym's [train] extra; reinstall the package if it is missing)"
+        )
+    policy: Policy = found[plugin].load()(spec, env, seed=seed)
+    return policy
 
 
 def make_policy(name: str, env: Any = None, *, seed: int = 0) -> Policy:
-    """A scripted policy by name (see :data:`POLICIES`); the oracles need the unwrapped env."""
+    """A scripted policy by name (see :data:`POLICIES`), or ``"plugin:spec"`` from :data:`POLICY_PLUGINS`
+    (``"model:runs/<run>/checkpoint.pt"`` plays a trained checkpoint). The oracles need the unwrapped env."""
+    if ":" in name:
+        return _plugin_policy(name, env, seed)
     if name in ("oracle", "oracle_heuristic"):
         if env is None:
             raise ConfigError(f"policy {name!r} reads the env's task; pass env=env.unwrapped")

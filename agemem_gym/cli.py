@@ -2,6 +2,7 @@
 
 agemem-eval --env-id AgeMem-Synthetic-v0 --episodes 50
 agemem-eval --env-id AgeMem-HotpotQA-v0 --data-path hotpot_dev_distractor_v1.json --episodes 200 --json-out r.json
+agemem-eval --policies no_memory model:runs/learn__1/grpo/checkpoint.pt --episodes 64   # a trained checkpoint
 agemem-play --env-id AgeMem-Synthetic-v0 --seed 3
 python -m agemem_gym.cli {eval,play} ...
 """
@@ -48,7 +49,8 @@ class EvalArgs:
     env_id: str = "AgeMem-Synthetic-v0"
     """Registered env id."""
     policies: tuple[str, ...] = POLICIES
-    """Policies to evaluate (oracle, oracle_heuristic, rag, no_memory, random)."""
+    """Policies to evaluate: oracle, oracle_heuristic, rag, no_memory, random, or model:<checkpoint.pt | model name |
+    folder>[?sample=1&temperature=T] for a trained model (needs the [train] extra)."""
     episodes: int = 20
     """Tasks to run per policy (a seeded sample without repeats; all policies get the same tasks)."""
     seed: int = 0

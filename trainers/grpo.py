@@ -71,6 +71,7 @@ __all__ = [
     "group_advantages",
     "grpo_loss",
     "kl_k3",
+    "load_checkpoint_model",
     "main",
     "masked_mean",
     "parse_args",
@@ -991,17 +992,25 @@ def _evaluate(
     return episode_metrics(_all_trajectories(trajs), prefix="eval/")
 
 
+def load_checkpoint_model(path: str | Path, **overrides: Any) -> tuple[nn.Module, Any, Args]:
+    """The model (with its LoRA adapters), tokenizer and ``Args`` of a checkpoint written by :func:`main`.
+
+    ``overrides`` replace saved settings (e.g. ``device="cpu"``). The model is on ``args.device``.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in state["args"].items()}
+    args = Args(**{**saved, **overrides})
+    model, tokenizer = _build_model(args, _device(args.device))
+    model.load_state_dict(state["model"], strict=args.lora_rank == 0)
+    return model, tokenizer, args
+
+
 def evaluate_checkpoint(
     path: str | Path, num_tasks: int = 20, *, greedy: bool = True, **overrides: Any
 ) -> dict[str, float]:
     """Load a checkpoint written by :func:`main` and evaluate it (single process) on ``num_tasks`` tasks."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in state["args"].items()}
-    args = Args(**{**saved, **overrides})
-    device = _device(args.device)
-    model, tokenizer = _build_model(args, device)
-    model.load_state_dict(state["model"], strict=args.lora_rank == 0)
-    amp = _autocast(device, args.bf16)
+    model, tokenizer, args = load_checkpoint_model(path, **overrides)
+    amp = _autocast(next(model.parameters()).device, args.bf16)
 
     sampling = Sampling(
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, greedy=greedy
