@@ -113,7 +113,8 @@ def _config(cls: Any, spec: Any, name: str) -> Any:
         unknown = set(spec) - known
         if unknown:
             raise ConfigError(f"{name!r}: unknown field(s) {sorted(unknown)}; the fields are {sorted(known)}")
-        return cls(**spec)
+        # Configs with nested configs (StoreConfig.dedup) build those from mappings too, so JSON kwargs work.
+        return cls.from_dict(spec) if hasattr(cls, "from_dict") else cls(**spec)
     raise ConfigError(f"{name!r} must be None, a {cls.__name__} or a mapping of its fields, got {spec!r}")
 
 

@@ -310,6 +310,17 @@ def test_constructor_validates_arguments() -> None:
         make(reward_weights="best")
 
 
+def test_nested_settings_may_be_plain_mappings() -> None:
+    """JSON-style kwargs reach nested configs: store={"dedup": {...}} turns on the near-duplicate policy."""
+    env = make(store={"dedup": {"policy": "merge"}}, episode=SMALL)
+    env.reset(seed=0)
+    assert env.unwrapped.store.config.dedup.policy == "merge"  # type: ignore[attr-defined]
+    add = tool_call(("Add_memory", {"content": "The Orvel Bridge opened in 1841."}))
+    env.step(add)
+    _, _, _, _, info = env.step(add)
+    assert "duplicates m_0001" in info["messages"][-1]["content"] and len(env.unwrapped.store) == 1  # type: ignore[attr-defined]
+
+
 def test_compact_prompt_is_shorter() -> None:
     """The compact system prompt costs fewer tokens than the paper-style one."""
     full = make().reset(seed=0)[1]["context_tokens"]
