@@ -151,9 +151,8 @@ _S27, _S30, _S31, _S63 = _U64(27), _U64(30), _U64(31), _U64(63)
 _TOKEN_CACHE_MAX = 1 << 18
 _MASK64 = (1 << 64) - 1
 _MIX_A_INT, _MIX_B_INT, _NGRAM_MUL_INT = int(_MIX_A), int(_MIX_B), int(_NGRAM_MUL)
-# 1 + log(count) from numpy's own log, so the one-text path uses the very floats of the batched path.
-_TF_WEIGHT = tuple(float(w) for w in 1.0 + np.log(np.arange(1, 257, dtype=np.float64)))
-_TF_WEIGHT = (0.0, *_TF_WEIGHT)  # indexed by count
+# 1 + log(count), indexed by count, from numpy's array log: the very floats the batched path computes.
+_TF_WEIGHT = (0.0, *(float(w) for w in 1.0 + np.log(np.arange(1, 257, dtype=np.float64))))
 _FEW_TEXTS = 4  # up to this many texts, the plain-Python path is faster than the batched numpy one
 
 
@@ -164,6 +163,11 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     x = x ^ (x >> _S27)
     x = x * _MIX_B
     return x ^ (x >> _S31)
+
+
+def _tf_weight(count: int) -> float:
+    """1 + log(count) through numpy's array log, as the batched path computes it (for counts past the table)."""
+    return float(1.0 + np.log(np.array([count], dtype=np.float64))[0])
 
 
 def _mix64_int(x: int) -> int:
@@ -305,8 +309,8 @@ class HashingEmbedder:
                     feats.extend(gram)
             counts = Counter(feats)
             acc: dict[int, float] = {}
-            for feat in sorted(counts):
-                weight = _TF_WEIGHT[counts[feat]] if counts[feat] < len(_TF_WEIGHT) else 1.0 + np.log(counts[feat])
+            for feat, count in sorted(counts.items()):
+                weight = _TF_WEIGHT[count] if count < len(_TF_WEIGHT) else _tf_weight(count)
                 bucket = feat % self.dim
                 acc[bucket] = acc.get(bucket, 0.0) + (-weight if feat >> 63 else weight)
             row[0, list(acc)] = list(acc.values())

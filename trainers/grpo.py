@@ -948,48 +948,32 @@ def evaluate(
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(args.seed + _rank())
-        return _evaluate(
-            model, tokenizer, env_id, env_kwargs, num_tasks=num_tasks, sampling=sampling, args=args, amp=amp
-        )
-
-
-def _evaluate(
-    model: nn.Module,
-    tokenizer: Any,
-    env_id: str,
-    env_kwargs: dict[str, Any],
-    *,
-    num_tasks: int,
-    sampling: Sampling,
-    args: Args,
-    amp: Callable[[], AbstractContextManager[Any]],
-) -> dict[str, float]:
-    probe = gym.make(env_id, **env_kwargs)
-    task_ids = tuple(probe.unwrapped.suite.task_ids)[:num_tasks]  # type: ignore[attr-defined]
-    probe.close()
-    mine = task_ids[_rank() :: _world()]
-    batch = max(1, min(len(mine), args.gen_batch_size))
-    envs = [gym.make(env_id, **env_kwargs) for _ in range(batch)]
-    trajs: list[Trajectory] = []
-    for start in range(0, len(mine), batch):
-        chunk = range(start, min(len(mine), start + batch))
-        ids = [mine[i] for i in chunk]
-        trajs += rollout(
-            model,
-            tokenizer,
-            envs[: len(ids)],
-            ids,
-            [args.seed + i for i in chunk],
-            sampling,
-            max_prompt_tokens=args.max_prompt_tokens,
-            max_turns=args.max_turns,
-            gen_batch_size=args.gen_batch_size,
-            pass_tools=args.pass_tools,
-            amp=amp,
-        )
-    for env in envs:
-        env.close()
-    return episode_metrics(_all_trajectories(trajs), prefix="eval/")
+        probe = gym.make(env_id, **env_kwargs)
+        task_ids = tuple(probe.unwrapped.suite.task_ids)[:num_tasks]  # type: ignore[attr-defined]
+        probe.close()
+        mine = task_ids[_rank() :: _world()]
+        batch = max(1, min(len(mine), args.gen_batch_size))
+        envs = [gym.make(env_id, **env_kwargs) for _ in range(batch)]
+        trajs: list[Trajectory] = []
+        for start in range(0, len(mine), batch):
+            chunk = range(start, min(len(mine), start + batch))
+            ids = [mine[i] for i in chunk]
+            trajs += rollout(
+                model,
+                tokenizer,
+                envs[: len(ids)],
+                ids,
+                [args.seed + i for i in chunk],
+                sampling,
+                max_prompt_tokens=args.max_prompt_tokens,
+                max_turns=args.max_turns,
+                gen_batch_size=args.gen_batch_size,
+                pass_tools=args.pass_tools,
+                amp=amp,
+            )
+        for env in envs:
+            env.close()
+        return episode_metrics(_all_trajectories(trajs), prefix="eval/")
 
 
 def load_checkpoint_model(path: str | Path, **overrides: Any) -> tuple[nn.Module, Any, Args]:

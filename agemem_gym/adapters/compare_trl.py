@@ -253,8 +253,7 @@ def run_trl(model: str, suite: str, args: Args, workdir: Path) -> RunResult:
         def on_log(self, *a: Any, **k: Any) -> None:
             logs = k.get("logs")
             if logs and "rewards/AgeMemTRLEnv/mean" in logs:
-                n = args.groups_per_update * args.group_size
-                completion = logs["completions/mean_length"] * n  # sampled tokens + tool-result tokens
+                completion = logs["completions/mean_length"] * episodes  # sampled tokens + tool-result tokens
                 seen = logs["num_tokens"] - sum(res.notes.get("tokens_seen", [0]))
                 res.notes.setdefault("tokens_seen", []).append(seen)
                 res.gen_tokens.append(float(sampled["tokens"]))
