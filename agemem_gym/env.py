@@ -421,23 +421,56 @@ class AgeMemEnv(gym.Env[str, str]):
                 penalty += self.penalties.rounds  # P_rounds (Eq. 26)
                 ledger.task = self.penalties.no_answer  # P_no-answer (Eq. 17)
                 task_term = self.weights.task * ledger.task
-        ledger.penalty += penalty
-        phi_after = potential(ledger, self.weights)
+        error = parsed.error.code.value if parsed.error is not None else None
+        if error is None:
+            error = next((r.error.code.value for r in results if r.error is not None), None)
+        return self._close_step(phi_before, penalty, task_term, terminated, truncated, error, results)
+
+    def _close_step(
+        self,
+        phi_before: Mapping[str, float],
+        penalty: float,
+        task_term: float,
+        terminated: bool,
+        truncated: bool,
+        error: str | None,
+        results: Sequence[ToolResult],
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Price the step as a potential difference plus its task term and penalties, and build its info."""
+        ep = self._require()
+        ep.ledger.penalty += penalty
+        phi_after = potential(ep.ledger, self.weights)
         components = {k: phi_after[k] - phi_before[k] for k in phi_after}
         components["task"] = task_term
         components["penalty"] = penalty
         reward = float(sum(components.values()))
         ep.reward_sum += reward
         ep.done = terminated or truncated
-        error = parsed.error.code.value if parsed.error is not None else None
-        if error is None:
-            error = next((r.error.code.value for r in results if r.error is not None), None)
         info = self._info(error, results, components)
         if ep.done:
             info["episode"] = self._episode_summary()
             if truncated:
                 info["truncation_reason"] = ep.truncation
         return self.context.render(), reward, terminated, truncated, info
+
+    def truncate(self, reason: str = "turn_cap") -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """End the episode now, as the env ends one that runs past its limits (P_rounds and P_no-answer apply).
+
+        For rollout loops that stop an episode before the env does (a trainer's turn cap, a library's max-turns):
+        the returned step has ``truncated=True``, the reward that closes the episode, and ``info["episode"]``, so
+        the episode's step rewards still sum to its R(τ). ``reason`` lands in ``info["truncation_reason"]``.
+
+        Raises:
+            gymnasium.error.ResetNeeded: No episode is running (never reset, or already ended).
+        """
+        ep = self._require()
+        if ep.done:
+            raise gym.error.ResetNeeded("the episode has ended; call reset() before truncating it")
+        phi_before = potential(ep.ledger, self.weights)
+        ep.truncation = reason
+        ep.ledger.task = self.penalties.no_answer  # P_no-answer (Eq. 17)
+        task_term = self.weights.task * ep.ledger.task
+        return self._close_step(phi_before, self.penalties.rounds, task_term, False, True, None, [])
 
     def _answer(self, parsed: Action, shown: str) -> tuple[bool, float]:
         """Close the current user turn; on the stage-3 question, score the answer. Returns (terminated, task term)."""
