@@ -7,10 +7,13 @@ tabulates every reward term with memory quality, so a reader sees which term a d
 
 The policies, grouped by what they show:
 
-- references: ``honest`` (stores every sentence it is told as its own memory, filters each stage-2 message out
-  of its context, retrieves with the question), ``no_memory`` (no tool ever) and the privileged ``oracle``;
-- degenerate policies that must earn less than ``honest``: ``blob_update`` (one memory grown by Update with the
-  first two sentences of every paragraph, retrieved with top_k=1; the exploit of the old reward),
+- references: ``honest`` (stores every sentence it is told as its own memory, headed by its topic, filters each
+  stage-2 message out of its context, retrieves with the question), ``honest_lead`` (the same, keeping only the
+  first two sentences of each paragraph), ``no_memory`` (no tool ever), ``random`` (random tools and text, a
+  floor) and the privileged ``oracle``;
+- degenerate policies that must earn less than the honest policy holding the same information (:data:`REFERENCE`):
+  ``blob_update`` (one memory grown by Update with the first two sentences of every paragraph, retrieved with
+  top_k=1: the exploit of the old reward; against ``honest_lead``),
   ``padding_blob`` (one memory holding every paragraph), ``keyword_soup`` (each paragraph as a bag of its
   distinct content words), ``min_retrieval`` (``honest`` retrieving top_k=1), ``stage1_retrieval`` (retrieves
   with every stage-1 message and never with the question), ``verbose_answer`` (answers with everything it
@@ -33,20 +36,23 @@ Every policy answers with :func:`~agemem_gym.agents.heuristic_answer` over what 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 
-from agemem_gym.agents import OraclePolicy, Policy, _question, answer, heuristic_answer, tool_call
+from agemem_gym.agents import OraclePolicy, Policy, RandomPolicy, _question, answer, heuristic_answer, tool_call
 from agemem_gym.errors import ConfigError
+from agemem_gym.prompts import _OPENERS
 from agemem_gym.text import content_words, split_sentences
 
 __all__ = [
     "AUDIT_POLICIES",
     "COSMETIC_VARIANTS",
     "DEGENERATE_POLICIES",
+    "REFERENCE",
     "AuditPolicy",
     "audit_table",
     "make_audit_policy",
@@ -60,10 +66,24 @@ Turn = list[Call] | Callable[[], list[Call]]  # a callable is planned when it is
 _MAX_CALLS = 8  # ProtocolConfig.max_calls_per_turn's default
 
 
+_OPENER = re.compile("|".join(re.escape(o).replace(re.escape("{title}"), "(.+?)") for o in _OPENERS) + "$")
+
+
+def _shared(user: str) -> list[tuple[str, str]]:
+    """(title, text) of each paragraph a stage-1/2 user message shares: each part is an opener line naming the
+    topic, then the text; the last part is a closing remark."""
+    out = []
+    for part in user.split("\n\n")[:-1]:
+        opener, _, text = part.partition("\n")
+        m = _OPENER.match(opener.strip())
+        title = next((g for g in m.groups() if g), "") if m else ""
+        if text.strip():
+            out.append((title, text.strip()))
+    return out
+
+
 def _paragraphs(user: str) -> list[str]:
-    """The paragraphs a stage-1/2 user message shares: each part is an opener line, then the text; the last
-    part is a closing remark."""
-    return [p.split("\n", 1)[-1].strip() for p in user.split("\n\n")[:-1] if p.strip()]
+    return [text for _, text in _shared(user)]
 
 
 def _chunks(calls: Sequence[Call]) -> list[Turn]:
@@ -73,7 +93,9 @@ def _chunks(calls: Sequence[Call]) -> list[Turn]:
 class AuditPolicy:
     """The honest reference policy, and the base of every audit policy (override the ``plan_*`` hooks).
 
-    Stage 1: each sentence of each shared paragraph becomes one ``Add_memory`` (at most 8 calls a turn).
+    Stage 1: each sentence of each shared paragraph becomes one ``Add_memory``, headed by the paragraph's topic
+    as the user named it ("Mabeni Viaduct: It was completed in 1843."), so that a sentence that says "it" can
+    still be found (at most 8 calls a turn).
     Stage 2: ``Filter_context`` with the message's own text as the criteria removes the distractor message.
     Stage 3: ``Retrieve_memory`` with the question (``top_k``), then an answer read from the retrieved memories.
     """
@@ -94,6 +116,7 @@ class AuditPolicy:
         self.contents: dict[str, str] = {}  # id -> content as the policy last wrote it
         self.hits: list[str] = []  # contents retrieved in stage 3
         self.junk: list[str] = []
+        self.titles: set[str] = set()  # topics it put in front of its notes ("Title: sentence")
         self.stage = 1
 
     def _observe(self, info: Mapping[str, Any]) -> None:
@@ -115,8 +138,15 @@ class AuditPolicy:
 
     # ---- the hooks ----
     def plan_stage1(self, user: str) -> list[Turn]:
-        calls: list[Call] = [("Add_memory", {"content": s}) for p in _paragraphs(user) for s in split_sentences(p)]
-        return _chunks(calls)
+        return _chunks([("Add_memory", {"content": note}) for note in self._notes(user, None)])
+
+    def _notes(self, user: str, lead: int | None) -> list[str]:
+        """Each sentence (or the first ``lead``) of each shared paragraph, headed by the paragraph's topic."""
+        notes = []
+        for title, text in _shared(user):
+            self.titles.add(title)
+            notes += [f"{title}: {s}" if title else s for s in split_sentences(text)[:lead]]
+        return notes
 
     def plan_stage2(self, user: str) -> list[Turn]:
         return [[("Filter_context", {"criteria": user})]]
@@ -127,7 +157,11 @@ class AuditPolicy:
     def final_answer(self, question: str, info: Mapping[str, Any]) -> str:
         if self.reader == "none":
             return "unknown"
-        return heuristic_answer(question, self.hits)
+        return heuristic_answer(question, [self._unheaded(h) for h in self.hits])
+
+    def _unheaded(self, note: str) -> str:
+        title, sep, rest = note.partition(": ")
+        return rest if sep and title in self.titles else note
 
     # ---- the loop ----
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
@@ -175,6 +209,16 @@ class NoMemory(AuditPolicy):
         if self.reader == "none":
             return "unknown"
         return heuristic_answer(question, [m["content"] for m in info.get("messages", [])[1:-1]])
+
+
+class HonestLead(AuditPolicy):
+    """``honest`` storing only the first two sentences of each paragraph: the selection ``blob_update`` makes,
+    stored the honest way (its reference: the blob must earn less than the same notes kept apart)."""
+
+    name = "honest_lead"
+
+    def plan_stage1(self, user: str) -> list[Turn]:
+        return _chunks([("Add_memory", {"content": note}) for note in self._notes(user, 2)])
 
 
 class BlobUpdate(AuditPolicy):
@@ -328,6 +372,7 @@ _AUDIT: dict[str, type[AuditPolicy]] = {
     cls.name: cls
     for cls in (
         AuditPolicy,
+        HonestLead,
         NoMemory,
         BlobUpdate,
         PaddingBlob,
@@ -359,7 +404,19 @@ COSMETIC_VARIANTS: tuple[str, ...] = (
     "stage3_adds",
     "repeat_retrieval",
 )
-AUDIT_POLICIES: tuple[str, ...] = ("oracle", "honest", "no_memory", *DEGENERATE_POLICIES, *COSMETIC_VARIANTS)
+AUDIT_POLICIES: tuple[str, ...] = (
+    "oracle",
+    "honest",
+    "honest_lead",
+    "no_memory",
+    "random",
+    *DEGENERATE_POLICIES,
+    *COSMETIC_VARIANTS,
+)
+REFERENCE: Mapping[str, str] = {name: "honest" for name in (*DEGENERATE_POLICIES, *COSMETIC_VARIANTS)} | {
+    "blob_update": "honest_lead"
+}
+"""The honest policy each degenerate policy or variant is measured against: the one holding the same information."""
 
 
 def make_audit_policy(name: str, env: Any = None, *, reader: Reader = "heuristic") -> Policy:
@@ -371,6 +428,8 @@ def make_audit_policy(name: str, env: Any = None, *, reader: Reader = "heuristic
         if env is None:
             raise ConfigError("the 'oracle' audit policy reads the env's task; pass env=env.unwrapped")
         return OraclePolicy(env)
+    if name == "random":
+        return RandomPolicy(seed=0)
     raise ConfigError(f"unknown audit policy {name!r}; choose from {', '.join(AUDIT_POLICIES)}")
 
 

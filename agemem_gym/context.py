@@ -38,6 +38,7 @@ __all__ = [
     "approx_token_count",
     "hybrid_similarity",
     "make_token_counter",
+    "summary_body",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -47,6 +48,14 @@ MessageKind = Literal[
 ]
 TokenCounter = Callable[[str], int]
 Similarity = Callable[[str, Sequence[str]], np.ndarray]
+
+_SUMMARY_HEADER = "[Summary of {n} earlier messages]\n"
+
+
+def summary_body(content: str) -> str:
+    """A summary message's text without the header line the context puts on it."""
+    return content.split("\n", 1)[1] if content.startswith("[Summary of ") and "\n" in content else content
+
 
 # Role markers a chat template adds around each message (ChatML: "<|im_start|>role\n" ... "<|im_end|>\n").
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -224,7 +233,7 @@ class Context:
             return SummaryOutcome(0, "", before, before)
         replaced = body[len(body) - n :]
         text = summary if summary is not None else self._summarizer([m.to_dict() for m in replaced])
-        msg = self._make("user", f"[Summary of {n} earlier messages]\n{text.strip()}", "summary", stage)
+        msg = self._make("user", f"{_SUMMARY_HEADER.format(n=n)}{text.strip()}", "summary", stage)
         self._set((self._system, *body[: len(body) - n], msg))
         return SummaryOutcome(n, text, before, self._tokens, tuple(m.kind for m in replaced))
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, get_args
 
 import gymnasium as gym
@@ -22,7 +21,7 @@ import numpy as np
 from agemem_gym.context import Context, MessageKind, hybrid_similarity, make_token_counter
 from agemem_gym.embedders import Embedder, make_embedder
 from agemem_gym.errors import ConfigError
-from agemem_gym.grounding import GroundingConfig, facts_held, key_terms, memory_quality, terms_present
+from agemem_gym.grounding import GroundingConfig
 from agemem_gym.memory import MemoryStore, StoreConfig
 from agemem_gym.prompts import PromptStyle, question_turn, stage_turn, system_prompt
 from agemem_gym.protocol import Action, ErrorCode, ProtocolConfig, parse_action
@@ -31,14 +30,9 @@ from agemem_gym.rewards import (
     EpisodeLedger,
     Judge,
     PenaltyConfig,
+    RewardRules,
     RewardWeights,
-    compression_score,
-    context_terms,
-    efficiency_score,
-    memory_terms,
-    potential,
     resolve_weights,
-    task_score,
 )
 from agemem_gym.spaces import UnicodeText
 from agemem_gym.summarizers import Summarizer, make_summarizer
@@ -125,9 +119,9 @@ class _Episode:
     task: Task
     turns: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # user messages of stages 1, 2, 3
     paragraphs: tuple[tuple[tuple[Paragraph, ...], ...], ...]  # per stage, per user message: what it shares
-    facts: tuple[str, ...]
-    key_terms: tuple[str, ...]
     config: EpisodeConfig
+    rules: RewardRules
+    ledger: EpisodeLedger
     stage: int = 1
     turn: int = 0  # index of the current user message within its stage
     tool_rounds: int = 0  # non-answer turns spent on the current user message
@@ -136,8 +130,6 @@ class _Episode:
     answer: str | None = None
     truncation: str | None = None
     reward_sum: float = 0.0
-    ledger: EpisodeLedger = field(default_factory=EpisodeLedger)
-    held: dict[str, frozenset[int]] = field(default_factory=dict)  # live memory id -> gold facts it holds
 
 
 _STAGE_KIND: dict[int, MessageKind] = {1: "material", 2: "distractor", 3: "question"}
@@ -241,6 +233,7 @@ class AgeMemEnv(gym.Env[str, str]):
         self.protocol: ProtocolConfig = _config(ProtocolConfig, protocol, "protocol")
         self.store_config: StoreConfig = _config(StoreConfig, store, "store")
         self.grounding: GroundingConfig = _config(GroundingConfig, grounding, "grounding")
+        self.rules = RewardRules(self.weights, self.penalties, self.grounding, judge=judge)
         self.prompt_style: PromptStyle = prompt_style
         self.judge = judge
         self.render_mode = render_mode
@@ -274,12 +267,20 @@ class AgeMemEnv(gym.Env[str, str]):
         distractors = list(task.distractor_paragraphs)
         order = rng.permutation(len(distractors))
         distractors = [distractors[int(i)] for i in order]
+        # Stage 2 is not reset before the question, so it must not state the answer (else the answer is read
+        # off the context and long-term memory is not needed): distractors that mention it go to stage 1, whose
+        # context is wiped; those that do not fit there are not shown.
+        leaking = [p for p in distractors if task.mentions_answer(p)]
+        clean = [p for p in distractors if not task.mentions_answer(p)]
         n1 = min(config.stage1_distractors, len(distractors))
-        stage1 = list(task.gold_paragraphs) + distractors[:n1]
+        first = (leaking + clean)[:n1]
+        stage1 = list(task.gold_paragraphs) + first
         stage1 = [stage1[int(i)] for i in rng.permutation(len(stage1))]
-        stage2 = distractors[n1 : n1 + config.stage2_paragraphs]
+        stage2 = [p for p in clean if p not in first][: config.stage2_paragraphs]
         if config.stage2_fill and len(stage2) < config.stage2_paragraphs:
-            stage2 += self.suite.filler_paragraphs(rng, config.stage2_paragraphs - len(stage2), exclude=task)
+            stage2 += self.suite.filler_paragraphs(
+                rng, config.stage2_paragraphs - len(stage2), exclude=task, reject=task.mentions_answer
+            )
 
         def chunks(paragraphs: Sequence[Paragraph]) -> tuple[tuple[Paragraph, ...], ...]:
             k = config.paragraphs_per_turn
@@ -318,9 +319,11 @@ class AgeMemEnv(gym.Env[str, str]):
             task=task,
             turns=(stage1, stage2, stage3),
             paragraphs=shared,
-            facts=task.supporting_sentences,
-            key_terms=key_terms(task.question),
             config=config,
+            rules=replace(self.rules, answer_metric=config.answer_metric),
+            ledger=self.rules.new_ledger(
+                task.supporting_sentences, [f.title for f in task.supporting_facts], task.question
+            ),
         )
         self.store = MemoryStore(self.embedder, config=self.store_config)
         self._seed_memories(memories)
@@ -351,7 +354,7 @@ class AgeMemEnv(gym.Env[str, str]):
         ep = self._require()
         for res in self.store.add_many(contents, metadatas=metadatas, step=0):
             if res.action == "added":
-                ep.held[res.item.id] = facts_held(res.item.content, ep.facts, self.grounding)
+                ep.rules.seed(ep.ledger, res.item.id, res.item.content)
 
     def _open_stage(self, stage: int) -> None:
         """Enter ``stage`` (skipping empty ones) and post its first user message."""
@@ -361,7 +364,14 @@ class AgeMemEnv(gym.Env[str, str]):
         if stage >= 2 and ep.stage == 1:
             self.context.reset()  # DESIGN.md §4: the context is reset at the start of stage 2; LTM persists
         ep.stage, ep.turn, ep.tool_rounds = stage, 0, 0
-        self.context.append("user", ep.turns[stage - 1][0], kind=_STAGE_KIND[stage], stage=stage)
+        self._post_user()
+
+    def _post_user(self) -> None:
+        """Post the current user message (stage-1 material shows its gold facts to the agent)."""
+        ep = self._require()
+        if ep.stage == 1:
+            ep.rules.show(ep.ledger, (p.title for p in ep.paragraphs[0][ep.turn]))
+        self.context.append("user", ep.turns[ep.stage - 1][ep.turn], kind=_STAGE_KIND[ep.stage], stage=ep.stage)
 
     def _require(self) -> _Episode:
         if self._ep is None:
@@ -375,7 +385,8 @@ class AgeMemEnv(gym.Env[str, str]):
         if ep.done:
             raise gym.error.ResetNeeded("the episode has ended; call reset() before stepping again")
         ep.steps += 1
-        phi_before = potential(ep.ledger, self.weights)
+        rules, ledger = ep.rules, ep.ledger
+        phi_before = rules.potential(ledger)
         parsed = parse_action(action, self.protocol)
         results: list[ToolResult] = []
         penalty, task_term, terminated = 0.0, 0.0, False
@@ -385,8 +396,7 @@ class AgeMemEnv(gym.Env[str, str]):
             shown = shown[: self.protocol.max_action_chars] + " …[truncated]"
         if parsed.kind == "invalid":
             assert parsed.error is not None
-            ep.ledger.error_counts[parsed.error.code.value] += 1
-            penalty += self.penalties.format_error
+            penalty += rules.turn(ledger, ep.stage, [], parsed.error.code.value)
             self.context.append("assistant", shown, kind="action", stage=ep.stage)
             self.context.append(
                 "tool", f"error {parsed.error.code.value}: {parsed.error.message}", kind="feedback", stage=ep.stage
@@ -394,10 +404,8 @@ class AgeMemEnv(gym.Env[str, str]):
             ep.tool_rounds += 1
         elif parsed.kind == "tool_call":
             runtime = ToolRuntime(self.store, self.context, self.tool_settings, step=ep.steps, stage=ep.stage)
-            for call in parsed.tool_calls:
-                result = execute(call, runtime)
-                results.append(result)
-                penalty += self._account(result)
+            results = [execute(call, runtime) for call in parsed.tool_calls]
+            penalty += rules.turn(ledger, ep.stage, results, None)
             # The action and its results follow the edits, so a summary never swallows the call that made it.
             self.context.append("assistant", shown, kind="action", stage=ep.stage)
             self.context.append("tool", render_results(results), kind="tool_result", stage=ep.stage)
@@ -405,11 +413,7 @@ class AgeMemEnv(gym.Env[str, str]):
         else:
             terminated, task_term = self._answer(parsed, shown)
 
-        ledger = ep.ledger
-        ledger.tokens_peak = max(ledger.tokens_peak, self.context.tokens)
-        if not ledger.overflowed and self.context.tokens > ep.config.context_budget:
-            ledger.overflowed = True
-            penalty += self.penalties.overflow  # P_overflow (Eq. 26), once
+        penalty += rules.context(ledger, self.context.tokens, ep.config.context_budget)
         truncated = False
         if not terminated:
             if ep.tool_rounds > ep.config.max_tool_rounds:
@@ -418,9 +422,8 @@ class AgeMemEnv(gym.Env[str, str]):
                 ep.truncation = "max_steps"
             if ep.truncation is not None:
                 truncated = True
-                penalty += self.penalties.rounds  # P_rounds (Eq. 26)
-                ledger.task = self.penalties.no_answer  # P_no-answer (Eq. 17)
-                task_term = self.weights.task * ledger.task
+                rounds, task_term = rules.truncate(ledger)
+                penalty += rounds
         error = parsed.error.code.value if parsed.error is not None else None
         if error is None:
             error = next((r.error.code.value for r in results if r.error is not None), None)
@@ -439,7 +442,7 @@ class AgeMemEnv(gym.Env[str, str]):
         """Price the step as a potential difference plus its task term and penalties, and build its info."""
         ep = self._require()
         ep.ledger.penalty += penalty
-        phi_after = potential(ep.ledger, self.weights)
+        phi_after = ep.rules.potential(ep.ledger)
         components = {k: phi_after[k] - phi_before[k] for k in phi_after}
         components["task"] = task_term
         components["penalty"] = penalty
@@ -466,79 +469,38 @@ class AgeMemEnv(gym.Env[str, str]):
         ep = self._require()
         if ep.done:
             raise gym.error.ResetNeeded("the episode has ended; call reset() before truncating it")
-        phi_before = potential(ep.ledger, self.weights)
+        phi_before = ep.rules.potential(ep.ledger)
         ep.truncation = reason
-        ep.ledger.task = self.penalties.no_answer  # P_no-answer (Eq. 17)
-        task_term = self.weights.task * ep.ledger.task
-        return self._close_step(phi_before, self.penalties.rounds, task_term, False, True, None, [])
+        rounds, task_term = ep.rules.truncate(ep.ledger)
+        return self._close_step(phi_before, rounds, task_term, False, True, None, [])
 
     def _answer(self, parsed: Action, shown: str) -> tuple[bool, float]:
         """Close the current user turn; on the stage-3 question, score the answer. Returns (terminated, task term)."""
         ep = self._require()
         assert parsed.answer is not None
         if ep.stage < 3:
+            ep.rules.reply(ep.ledger)
             self.context.append("assistant", shown, kind="reply", stage=ep.stage)
             ep.turn += 1
             ep.tool_rounds = 0
             if ep.turn < len(ep.turns[ep.stage - 1]):
-                self.context.append("user", ep.turns[ep.stage - 1][ep.turn], kind=_STAGE_KIND[ep.stage], stage=ep.stage)
+                self._post_user()
             else:
                 self._open_stage(ep.stage + 1)
             return False, 0.0
         # Eq. 19 and 21 are measured on the context "when the final answer is generated", before it is added.
-        ledger = ep.ledger
-        ledger.compression = compression_score(self.context.tokens, ep.config.context_budget)
-        ledger.preservation = terms_present(ep.key_terms, " ".join(m.content for m in self.context.messages))
-        ledger.task = task_score(
-            parsed.answer, ep.task.answer, metric=ep.config.answer_metric, question=ep.task.question, judge=self.judge
+        task_term = ep.rules.final_answer(
+            ep.ledger,
+            parsed.answer,
+            ep.task.answer,
+            ep.task.question,
+            ((m.kind, m.content) for m in self.context.messages),
+            self.context.tokens,
+            ep.config.context_budget,
         )
         ep.answer = parsed.answer
         self.context.append("assistant", shown, kind="reply", stage=3)
-        return True, self.weights.task * ledger.task
-
-    def _account(self, result: ToolResult) -> float:
-        """Record one tool result in the ledger; returns its format penalty (0 when it succeeded)."""
-        ep = self._require()
-        ledger = ep.ledger
-        if result.name in TOOL_NAMES:
-            ledger.tool_counts[result.name] += 1
-        ledger.calls += 1
-        if not result.ok:
-            assert result.error is not None
-            ledger.error_counts[result.error.code.value] += 1
-            return self.penalties.format_error
-        ledger.calls_ok += 1
-        data = result.data
-        if result.name == "Add_memory" and data["action"] == "added":
-            held = facts_held(data["content"], ep.facts, self.grounding)
-            ep.held[data["id"]] = held
-            ledger.added[data["id"]] = bool(held)
-        elif result.name == "Update_memory":
-            old = ep.held.get(data["id"], frozenset())
-            new = facts_held(data["content"], ep.facts, self.grounding)
-            ep.held[data["id"]] = new
-            if data["id"] in ledger.added:
-                ledger.added[data["id"]] = bool(new)
-            ledger.maintenance_ops += 1
-            # Useful: the new content changed and keeps (or extends) the gold facts the memory held.
-            if new and new >= old and data["content"] != data["old_content"]:
-                ledger.useful_maintenance += 1
-        elif result.name == "Delete_memory" and data["deleted"]:
-            gone = ep.held.pop(data["id"], frozenset())
-            ledger.maintenance_ops += 1
-            still = frozenset().union(*ep.held.values()) if ep.held else frozenset()
-            # Useful: it removed clutter, or a copy of facts another memory still holds.
-            if gone <= still:
-                ledger.useful_maintenance += 1
-        elif result.name == "Retrieve_memory":
-            hits = data["hits"]
-            ledger.retrieved += len(hits)
-            ledger.retrieved_relevant += sum(1 for h in hits if facts_held(h["content"], ep.facts, self.grounding))
-        elif result.name in ("Summary_context", "Filter_context"):
-            changed = data.get("replaced", 0) or data.get("removed", 0)
-            if changed and not ledger.overflowed:
-                ledger.preventive = True  # Eq. 20: a context-reduction tool before overflow
-        return 0.0
+        return True, task_term
 
     # ---- reporting ----
     def _info(
@@ -556,7 +518,7 @@ class AgeMemEnv(gym.Env[str, str]):
             "call_errors": [r.error.code.value for r in results if r.error is not None],
             "tool_results": [r.to_dict() for r in results],
             "reward_components": dict(components) if not first else {},
-            "reward_terms": self._terms(ledger),
+            "reward_terms": ep.rules.terms(ledger),
             "context_tokens": self.context.tokens,
             "memory_size": len(self.store),
             "messages": self.context.to_dicts(),
@@ -564,29 +526,13 @@ class AgeMemEnv(gym.Env[str, str]):
         }
         return info
 
-    @staticmethod
-    def _terms(ledger: EpisodeLedger) -> dict[str, float]:
-        terms = {**context_terms(ledger), **memory_terms(ledger), "efficiency": efficiency_score(ledger)}
-        terms["task"] = ledger.task if ledger.task is not None else 0.0
-        return terms
-
     def _episode_summary(self) -> dict[str, Any]:
         ep = self._require()
         ledger = ep.ledger
-        ctx, mem = context_terms(ledger), memory_terms(ledger)
-        r_context = sum(ctx.values()) / len(ctx)
-        r_memory = sum(mem.values()) / len(mem)
-        task = ledger.task if ledger.task is not None else self.penalties.no_answer
         return {
             "R": ep.reward_sum,
-            "task_score": task,
-            "R_context": r_context,
-            "R_memory": r_memory,
-            "R_efficiency": efficiency_score(ledger),
-            "penalty": ledger.penalty,
-            "terms": {**ctx, **mem},
+            **ep.rules.summary(ledger),
             "weights": asdict(self.weights),
-            "memory_quality": self._memory_quality(),
             "tool_counts": {name: ledger.tool_counts.get(name, 0) for name in TOOL_NAMES},
             "error_counts": dict(sorted(ledger.error_counts.items())),
             "context_tokens_peak": ledger.tokens_peak,
@@ -599,30 +545,11 @@ class AgeMemEnv(gym.Env[str, str]):
             "memory_size": len(self.store),
         }
 
-    def _memory_quality(self) -> dict[str, float]:
-        """Precision / recall / F1 of the live store against the gold facts, from the per-memory fact sets the
-        env keeps as memories are added, updated and deleted.
-
-        Only the episode's own memories can hold a fact (items already in the store count as holding none), so
-        this is O(memories the episode touched), not O(store): a 100k-item store costs nothing extra here.
-        """
-        ep = self._require()
-        live = len(self.store)
-        if not live:
-            return memory_quality([], ep.facts)
-        held = [h for mid, h in ep.held.items() if mid in self.store]
-        precision = sum(1 for h in held if h) / live
-        recall = len(frozenset().union(*held)) / len(ep.facts) if ep.facts else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {"precision": precision, "recall": recall, "f1": f1}
-
     def episode_reward(self) -> float:
         """R(τ) recomputed in closed form from the ledger (Eq. 16); equals the sum of the step rewards so far
         once the episode has ended. Useful to check the shaping identity."""
         ep = self._require()
-        ledger = ep.ledger
-        task = ledger.task if ledger.task is not None else 0.0
-        return self.weights.task * task + math.fsum(potential(ledger, self.weights).values()) + ledger.penalty
+        return ep.rules.episode_reward(ep.ledger)
 
     # ---- snapshots ----
     def get_state(self) -> dict[str, Any]:

@@ -1,19 +1,54 @@
-"""Rewards: AgeMem's trajectory reward (paper §3.5 and App. A.2) and its potential-based per-step shaping.
+"""Rewards: AgeMem's trajectory reward (paper §3.5 and App. A.2), its per-step shaping, and every rule behind them.
 
-The episode reward is the paper's Eq. 16:
+This module owns the reward. The env reports what happened (:meth:`RewardRules.show` when the user shares
+material, :meth:`RewardRules.turn` with each agent turn's tool results, :meth:`RewardRules.context` with the
+context's size, :meth:`RewardRules.final_answer`, :meth:`RewardRules.truncate`); the rules decide what each event
+counts for and keep it in an :class:`EpisodeLedger`. The episode reward is the paper's Eq. 16:
 
     R(τ) = w_task·R_task + w_context·R_context + w_memory·R_memory (+ w_efficiency·R_efficiency) + P
 
-Every term is a pure function of an :class:`EpisodeLedger`, the running record of what the agent did. Terms that
-are measured "when the final answer is generated" (compression, preservation, task) are 0 until then, and the
-others are 0 before the agent acts, so the potential Φ(s) = w_context·R_context(s) + w_memory·R_memory(s)
-(+ w_efficiency·R_efficiency(s)) is 0 at the start. The env pays Φ(s_{t+1}) − Φ(s_t) at each step, plus the task
-term and any penalty when they occur; the step rewards therefore sum exactly to R(τ), and since the shaping is a
-potential difference it cannot change which policy is optimal (Ng, Harada & Russell, ICML 1999).
+**Shaping.** Every term is a function of the ledger. Terms measured "when the final answer is generated"
+(compression, preservation, task) are 0 until then and the others are 0 before the agent acts, so the potential
+Φ(s) = w_context·R_context(s) + w_memory·R_memory(s) (+ w_efficiency·R_efficiency(s)) is 0 at the start. The env
+pays Φ(s_{t+1}) − Φ(s_t) at each step, plus the task term and penalties when they occur, so the step rewards sum
+exactly to R(τ). Because the shaping is a potential difference, it does not change which policy is optimal for
+the undiscounted return (Ng, Harada & Russell, ICML 1999); with a discount γ < 1 the shaping would have to be
+γΦ(s_{t+1}) − Φ(s_t) for that to hold, which is not what the env pays.
+
+**The terms, and why each resists being gamed.** Gold facts are HotpotQA's supporting sentences; "holds" is
+:mod:`agemem_gym.grounding`'s sentence-level, two-way rule (a sentence must cover a fact and be mostly gold itself),
+and precision is weighted by distinct content words, so padding, blobs, keyword soups and repeats dilute it.
+
+- storage (Eq. 23): F1 of the agent's **stage-1** adds, as written: precision = gold words / stored words,
+  recall = facts held / facts shown so far. Adds in stages 2 and 3 do not count (nothing gold is shown then).
+- maintenance (Eq. 24): how much the agent's updates and deletes improved the store it built,
+  ``Q(maintained) − Q(built)`` with Q the F1 (as for storage) of the seeded and stage-1 memories as they read
+  now and as they were written; negative when the edits made the store worse. Without seeded memories storage +
+  maintenance is exactly the F1 of the store the agent ends with, so no sequence of edits can earn more than the
+  store it leaves: a cosmetic update changes nothing (or costs its padding), adding junk and deleting it again
+  nets zero, growing one memory by updates is worth what adding the same text would be; later adds never count.
+- relevance (Eq. 25): over the distinct memories retrieved **in stage 3** (once the question exists):
+  precision of their sentences × the share of the question's gold facts among them. Retrieving the same memory
+  again changes nothing; retrieving everything costs precision, retrieving too little costs the share.
+- compression (Eq. 19): ``max(0, 1 − T_used/T_max)`` at the final answer.
+- preventive (Eq. 20): 1 once a Summary_context or Filter_context has made the context **shorter** before it
+  first overflowed; a "summary" that lengthens the context earns nothing.
+- preservation (Eq. 21): how well the context the agent answers from preserves the query-relevant content: the
+  F1 of the share of the question's gold facts it holds and the share of its material that is gold (material:
+  what the user shared, the memories tools brought in and summaries; not the agent's own action text, and not the
+  question, which every policy has). The share alone (``GroundingConfig(preservation="recall")``) is maxed by
+  retrieving everything into the context, which an 8,192-token budget barely charges through compression; the
+  precision side makes a context cluttered with distractors or a memory dump score lower, so stage 2's clean-up
+  and a focused retrieval pay. ``preservation="key_terms"`` is the paper's literal Eq. 21 (key terms present).
+- efficiency (``released_weights`` only): the share of the agent's turns that were well formed with every call
+  succeeding (1 for a policy that only answers: calling tools earns nothing by itself).
+- P: P_rounds (Eq. 26) once when a limit ends the episode, P_overflow once at the first overflow, and a
+  format-error penalty per malformed action or failed call (ours); R_task is P_no-answer (Eq. 17) without an
+  answer.
 
 >>> f1_score("the Orvel bridge", "Orvel Bridge")
 1.0
->>> resolve_weights("released_code")
+>>> resolve_weights("released_weights")
 RewardWeights(task=0.5, context=0.15, memory=0.15, efficiency=0.2)
 """
 
@@ -21,14 +56,21 @@ from __future__ import annotations
 
 import re
 import string
+import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rapidfuzz import fuzz
 
+from agemem_gym.context import summary_body
 from agemem_gym.errors import ConfigError
+from agemem_gym.grounding import Collection, FactSet, GroundingConfig, key_terms, quality, terms_present
+from agemem_gym.tools import TOOL_NAMES, result_material
+
+if TYPE_CHECKING:
+    from agemem_gym.tools import ToolResult
 
 __all__ = [
     "REWARD_PRESETS",
@@ -36,12 +78,14 @@ __all__ = [
     "EpisodeLedger",
     "Judge",
     "PenaltyConfig",
+    "RewardRules",
     "RewardWeights",
     "compression_score",
     "context_terms",
     "efficiency_score",
     "exact_match",
     "f1_score",
+    "fuzzy_score",
     "memory_terms",
     "normalize_answer",
     "potential",
@@ -56,9 +100,14 @@ Judge = Callable[[str, str, str], float]  # (question, prediction, gold) -> scor
 # ---- weights and penalties ----
 
 
+def _check_number(owner: str, name: str, value: Any, rule: str, ok: Callable[[float], bool]) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value or not ok(value):
+        raise ConfigError(f"{owner} {name!r} must be a finite number {rule}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class RewardWeights:
-    """The weight vector w of Eq. 16 (plus the released code's tool-efficiency term)."""
+    """The weight vector w of Eq. 16 (plus an optional efficiency weight)."""
 
     task: float
     context: float
@@ -67,22 +116,24 @@ class RewardWeights:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v == v or v < 0:
-                raise ConfigError(f"reward weight {f.name!r} must be a finite number >= 0, got {v!r}")
+            _check_number("reward weight", f.name, getattr(self, f.name), ">= 0", lambda v: 0 <= v < float("inf"))
 
 
 REWARD_PRESETS: Mapping[str, RewardWeights] = {
     # DESIGN.md §5: uniform weights. (The paper's §4.1 uses 1.0 each; uniform 1/3 keeps R in the task's scale.)
     "paper": RewardWeights(task=1 / 3, context=1 / 3, memory=1 / 3),
-    # The weights of the authors' released code, with its tool-efficiency term.
-    "released_code": RewardWeights(task=0.5, context=0.15, memory=0.15, efficiency=0.2),
+    # The weights of the authors' released code. Its 0.2 tool term (a per-round call-count scale, per-tool
+    # existence bonuses and a round-efficiency factor, clipped to [-0.5, 1], with the total clipped to [-1, 1]) is
+    # not reproduced: it pays for calling tools at all. Our efficiency term in its place is the share of
+    # well-formed turns, which calling tools cannot raise.
+    "released_weights": RewardWeights(task=0.5, context=0.15, memory=0.15, efficiency=0.2),
 }
+_RENAMED = {"released_code": "released_weights"}
 
 
 def resolve_weights(spec: str | Mapping[str, float] | RewardWeights = "paper") -> RewardWeights:
     """A preset name, a mapping with keys ``task``, ``context``, ``memory`` (and optionally ``efficiency``), or
-    weights as they are.
+    weights as they are. ``"released_code"`` is the old name of ``"released_weights"`` (it warns).
 
     Raises:
         ConfigError: Unknown preset or keys, or a negative weight.
@@ -90,6 +141,14 @@ def resolve_weights(spec: str | Mapping[str, float] | RewardWeights = "paper") -
     if isinstance(spec, RewardWeights):
         return spec
     if isinstance(spec, str):
+        if spec in _RENAMED:
+            warnings.warn(
+                f"reward preset {spec!r} is now {_RENAMED[spec]!r}: it takes the released code's weights, not its "
+                "tool term (see agemem_gym.rewards)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            spec = _RENAMED[spec]
         if spec not in REWARD_PRESETS:
             raise ConfigError(f"'reward_weights' preset must be one of {sorted(REWARD_PRESETS)}, got {spec!r}")
         return REWARD_PRESETS[spec]
@@ -124,9 +183,7 @@ class PenaltyConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v == v or v > 0:
-                raise ConfigError(f"penalty {f.name!r} must be a finite number <= 0, got {v!r}")
+            _check_number("penalty", f.name, getattr(self, f.name), "<= 0", lambda v: float("-inf") < v <= 0)
 
 
 # ---- R_task (Eq. 17): HotpotQA's official answer normalisation and metrics ----
@@ -141,6 +198,8 @@ def normalize_answer(s: str) -> str:
 
 
 _SPECIAL = ("yes", "no", "noanswer")
+_DIGITS = re.compile(r"\d+")
+FUZZY_MIN_RATIO = 0.8  # below this a character-level match is a different answer, not a misspelling
 
 
 def f1_score(prediction: str, gold: str) -> float:
@@ -162,6 +221,27 @@ def exact_match(prediction: str, gold: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
+def fuzzy_score(prediction: str, gold: str) -> float:
+    """The larger of token F1 and a misspelling-tolerant character match that verbosity cannot win.
+
+    The character match is rapidfuzz's normalised InDel similarity of the normalised strings (``fuzz.ratio``:
+    2·matches / (len(p) + len(g)), so every extra character lowers it), counted only at ≥ 0.8 and only when the
+    two agree on every number ("1841" vs "1842" is a wrong year, not a typo).
+
+    >>> fuzzy_score("Scott Derickson", "Scott Derrickson") > 0.9
+    True
+    >>> fuzzy_score("it was Scott Derrickson, the director of Sinister and Doctor Strange", "Scott Derrickson") < 0.5
+    True
+    """
+    p, g = normalize_answer(prediction), normalize_answer(gold)
+    if p in _SPECIAL or g in _SPECIAL:
+        return float(p == g)
+    ratio = fuzz.ratio(p, g) / 100.0 if p and g else 0.0
+    if ratio < FUZZY_MIN_RATIO or _DIGITS.findall(p) != _DIGITS.findall(g):
+        ratio = 0.0
+    return max(f1_score(prediction, gold), ratio)
+
+
 def task_score(
     prediction: str | None,
     gold: str,
@@ -172,8 +252,7 @@ def task_score(
 ) -> float:
     """R_task in [0, 1] for a given answer (Eq. 17); ``None`` (no answer) is the caller's penalty, not scored here.
 
-    ``"fuzzy"`` takes the larger of F1 and rapidfuzz's ``token_set_ratio`` of the normalised strings, which credits
-    answers that wrap the gold span in extra words. A ``judge(question, prediction, gold)`` overrides ``metric``.
+    ``"fuzzy"`` is :func:`fuzzy_score`. A ``judge(question, prediction, gold)`` overrides ``metric``.
     """
     if prediction is None:
         raise ConfigError("task_score needs an answer; score a missing one with PenaltyConfig.no_answer")
@@ -187,10 +266,7 @@ def task_score(
     if metric == "f1":
         return f1_score(prediction, gold)
     if metric == "fuzzy":
-        p, g = normalize_answer(prediction), normalize_answer(gold)
-        if p in _SPECIAL or g in _SPECIAL:
-            return float(p == g)
-        return max(f1_score(prediction, gold), fuzz.token_set_ratio(p, g) / 100.0 if p and g else 0.0)
+        return fuzzy_score(prediction, gold)
     raise ConfigError(f"'answer_metric' must be 'f1', 'em' or 'fuzzy', got {metric!r}")
 
 
@@ -199,18 +275,37 @@ def task_score(
 
 @dataclass
 class EpisodeLedger:
-    """The running record every reward term is computed from (mutable; the env owns one per episode)."""
+    """The running record every reward term is computed from (mutable; the env owns one per episode, and only
+    :class:`RewardRules` writes it).
 
-    added: dict[str, bool] = field(default_factory=dict)  # memory id -> its (latest) content holds a gold fact
-    maintenance_ops: int = 0
-    useful_maintenance: int = 0
-    retrieved: int = 0
-    retrieved_relevant: int = 0
-    preventive: bool = False  # a SUMMARY/FILTER ran before the context first overflowed (Eq. 20)
+    Attributes:
+        facts: The task's gold facts, tokenised, with the grounding rule.
+        fact_titles: The paragraph title of each fact (a fact is "shown" when its paragraph is).
+        key_terms: The question's key terms (for ``preservation="key_terms"``).
+        shown: Facts whose paragraph the user has shared so far.
+        stage1_adds: Every stage-1 Add, as written (storage).
+        built: Seeded memories and stage-1 adds, as written: the store had nothing been edited (maintenance).
+        maintained: The same memories as they read now, after the agent's updates and deletes (maintenance).
+        live: The store now: every memory of the episode, by id, as it reads now (memory quality).
+        retrieved: The distinct memories retrieved in stage 3, as they read then (relevance).
+    """
+
+    facts: FactSet = field(default_factory=lambda: FactSet(()))
+    fact_titles: tuple[str, ...] = ()
+    key_terms: tuple[str, ...] = ()
+    shown: frozenset[int] = frozenset()
+    stage1_adds: Collection = field(default_factory=Collection)
+    built: Collection = field(default_factory=Collection)
+    maintained: Collection = field(default_factory=Collection)
+    live: Collection = field(default_factory=Collection)
+    retrieved: Collection = field(default_factory=Collection)
+    preventive: bool = False  # a SUMMARY/FILTER shortened the context before it first overflowed (Eq. 20)
     overflowed: bool = False
     compression: float | None = None  # Eq. 19, at the final answer
     preservation: float | None = None  # Eq. 21, at the final answer
     task: float | None = None  # R_task (Eq. 17), at the end
+    turns: int = 0
+    clean_turns: int = 0  # well formed, and every call succeeded
     calls: int = 0
     calls_ok: int = 0
     penalty: float = 0.0
@@ -236,30 +331,225 @@ def context_terms(ledger: EpisodeLedger) -> dict[str, float]:
 def memory_terms(ledger: EpisodeLedger) -> dict[str, float]:
     """Storage (Eq. 23), maintenance (Eq. 24) and relevance (Eq. 25); R_memory is their mean (Eq. 22).
 
-    Storage is the share of added items that hold a gold supporting fact; maintenance is 1 once an UPDATE or
-    DELETE was useful (see the env: it kept or improved gold coverage); relevance is the share of retrieved
-    items that hold a gold supporting fact. Each is 0 before the agent has done the thing it measures.
+    See the module docstring for what each measures. Each is 0 before the agent has done the thing it measures.
     """
+    shown = ledger.shown
+    maintenance = ledger.maintained.quality(shown).f1 - ledger.built.quality(shown).f1
+    retrieved = ledger.retrieved.quality(ledger.facts.all)
     return {
-        "storage": sum(ledger.added.values()) / max(1, len(ledger.added)),
-        "maintenance": float(ledger.useful_maintenance > 0),
-        "relevance": ledger.retrieved_relevant / ledger.retrieved if ledger.retrieved else 0.0,
+        "storage": ledger.stage1_adds.quality(shown).f1,
+        "maintenance": maintenance,
+        "relevance": retrieved.f1,
     }
 
 
+def _f2(q: Any) -> float:
+    p, r = q.precision, q.recall
+    return 5 * p * r / (4 * p + r) if p + r else 0.0
+
+
 def efficiency_score(ledger: EpisodeLedger) -> float:
-    """Share of tool calls that ran without error (the released code's tool-efficiency term, as we read it)."""
-    return ledger.calls_ok / ledger.calls if ledger.calls else 0.0
+    """Share of the agent's turns that were well formed with every tool call succeeding (0 before any turn)."""
+    return ledger.clean_turns / ledger.turns if ledger.turns else 0.0
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
+def _mean(values: Iterable[float]) -> float:
+    v = list(values)
+    return sum(v) / len(v)
 
 
 def potential(ledger: EpisodeLedger, weights: RewardWeights) -> dict[str, float]:
     """The weighted shaping terms of Φ(s), by name; Φ(s) is their sum. All are 0 for a fresh ledger."""
     return {
-        "context": weights.context * _mean(list(context_terms(ledger).values())),
-        "memory": weights.memory * _mean(list(memory_terms(ledger).values())),
+        "context": weights.context * _mean(context_terms(ledger).values()),
+        "memory": weights.memory * _mean(memory_terms(ledger).values()),
         "efficiency": weights.efficiency * efficiency_score(ledger),
     }
+
+
+# ---- the rules: what each event counts for ----
+
+# What the context the agent answers from holds, for preservation: what the user shared, what tools brought in
+# (retrieved memories, without the status lines) and summaries (without their header). Not the agent's own action
+# text or replies, not error feedback, and not the stage-3 question (every policy has it).
+_MATERIAL: dict[str, Callable[[str], str]] = {
+    "material": str,
+    "distractor": str,
+    "tool_result": result_material,
+    "summary": summary_body,
+}
+
+
+@dataclass(frozen=True)
+class RewardRules:
+    """Every reward rule in one place: the env feeds events in, the ledger keeps their consequences.
+
+    Args:
+        weights: w of Eq. 16.
+        penalties: P's coefficients.
+        grounding: When a sentence holds a gold fact; which preservation check to use.
+        answer_metric: How the final answer is scored.
+        judge: Optional ``(question, prediction, gold) -> [0, 1]`` replacing ``answer_metric``.
+    """
+
+    weights: RewardWeights = field(default_factory=lambda: REWARD_PRESETS["paper"])
+    penalties: PenaltyConfig = field(default_factory=PenaltyConfig)
+    grounding: GroundingConfig = field(default_factory=GroundingConfig)
+    answer_metric: AnswerMetric = "f1"
+    judge: Judge | None = None
+
+    def new_ledger(self, facts: Sequence[str], fact_titles: Sequence[str], question: str) -> EpisodeLedger:
+        """A fresh ledger for one task (Φ = 0)."""
+        if len(facts) != len(fact_titles):
+            raise ConfigError(f"one title per fact: got {len(facts)} facts and {len(fact_titles)} titles")
+        return EpisodeLedger(
+            facts=FactSet(facts, self.grounding, titles=sorted(set(fact_titles))),
+            fact_titles=tuple(fact_titles),
+            key_terms=key_terms(question),
+        )
+
+    # ---- events ----
+    def show(self, ledger: EpisodeLedger, titles: Iterable[str]) -> None:
+        """The user shares the paragraphs with these titles (the stage-1 material): their facts are now shown."""
+        titles = set(titles)
+        ledger.shown = ledger.shown | {i for i, t in enumerate(ledger.fact_titles) if t in titles}
+
+    def seed(self, ledger: EpisodeLedger, memory_id: str, content: str) -> None:
+        """A memory the episode starts with (``reset(options={"memories": ...})``): in the store as built and in
+        memory quality, not in the agent's storage."""
+        grounded = ledger.facts.ground(content)
+        for store in (ledger.live, ledger.built, ledger.maintained):
+            store.put(memory_id, grounded)
+
+    def turn(self, ledger: EpisodeLedger, stage: int, results: Sequence[ToolResult], error: str | None) -> float:
+        """Record one agent turn (its tool results, or the code of a malformed action); returns its penalty.
+
+        Answers are recorded by :meth:`final_answer` (stage 3) or need nothing (a reply in stages 1 and 2).
+        """
+        ledger.turns += 1
+        penalty = 0.0
+        if error is not None and not results:  # the action itself was malformed
+            ledger.error_counts[error] += 1
+            return self.penalties.format_error
+        for result in results:
+            penalty += self._tool(ledger, stage, result)
+        if error is None and all(r.ok for r in results):
+            ledger.clean_turns += 1
+        return penalty
+
+    def _tool(self, ledger: EpisodeLedger, stage: int, result: ToolResult) -> float:
+        if result.name in TOOL_NAMES:
+            ledger.tool_counts[result.name] += 1
+        ledger.calls += 1
+        if not result.ok:
+            assert result.error is not None
+            ledger.error_counts[result.error.code.value] += 1
+            return self.penalties.format_error
+        ledger.calls_ok += 1
+        data = result.data
+        if result.name == "Add_memory" and data["action"] == "added":
+            grounded = ledger.facts.ground(data["content"])
+            ledger.live.put(data["id"], grounded)
+            if stage == 1:  # Eq. 23 scores the LTM-construction stage
+                for store in (ledger.stage1_adds, ledger.built, ledger.maintained):
+                    store.put(data["id"], grounded)
+        elif result.name == "Update_memory":
+            grounded = ledger.facts.ground(data["content"])
+            ledger.live.put(data["id"], grounded)
+            if data["id"] in ledger.maintained:
+                ledger.maintained.put(data["id"], grounded)
+        elif result.name == "Delete_memory" and data["deleted"]:
+            ledger.live.pop(data["id"])
+            ledger.maintained.pop(data["id"])
+        elif result.name == "Retrieve_memory" and stage == 3:  # Eq. 25 scores retrieval for the question
+            for hit in data["hits"]:
+                if hit["id"] not in ledger.retrieved:
+                    known = ledger.live.get(hit["id"])
+                    ledger.retrieved.put(hit["id"], known if known is not None else ledger.facts.ground(hit["content"]))
+        elif result.name in ("Summary_context", "Filter_context") and not ledger.overflowed:
+            # Eq. 20: the context was made shorter before it overflowed.
+            ledger.preventive |= data["tokens_after"] < data["tokens_before"]
+        return 0.0
+
+    def context(self, ledger: EpisodeLedger, tokens: int, budget: int) -> float:
+        """The context's size after a step; returns P_overflow the first time it exceeds ``budget`` (Eq. 26)."""
+        ledger.tokens_peak = max(ledger.tokens_peak, tokens)
+        if not ledger.overflowed and tokens > budget:
+            ledger.overflowed = True
+            return self.penalties.overflow
+        return 0.0
+
+    def final_answer(
+        self,
+        ledger: EpisodeLedger,
+        answer: str,
+        gold: str,
+        question: str,
+        messages: Iterable[tuple[str, str]],
+        tokens: int,
+        budget: int,
+    ) -> float:
+        """Score the stage-3 answer against the context it was given (``(kind, content)`` pairs, before the
+        answer is added). Returns the task term w_task · R_task; compression and preservation are set."""
+        ledger.turns += 1
+        ledger.clean_turns += 1
+        ledger.compression = compression_score(tokens, budget)
+        kept = [_MATERIAL[kind](content) for kind, content in messages if kind in _MATERIAL]
+        if self.grounding.preservation == "key_terms":
+            ledger.preservation = terms_present(ledger.key_terms, " ".join([*kept, question]))
+        else:
+            held = quality((ledger.facts.ground(c) for c in kept if c), ledger.facts.all)
+            ledger.preservation = held.f1 if self.grounding.preservation == "f1" else held.recall
+        ledger.task = task_score(answer, gold, metric=self.answer_metric, question=question, judge=self.judge)
+        return self.weights.task * ledger.task
+
+    def reply(self, ledger: EpisodeLedger) -> None:
+        """A well-formed reply that closes a stage-1 or stage-2 user turn."""
+        ledger.turns += 1
+        ledger.clean_turns += 1
+
+    def truncate(self, ledger: EpisodeLedger) -> tuple[float, float]:
+        """The episode ends without an answer: returns (P_rounds, w_task · P_no-answer) and records R_task."""
+        ledger.task = self.penalties.no_answer  # P_no-answer (Eq. 17)
+        return self.penalties.rounds, self.weights.task * ledger.task  # P_rounds (Eq. 26)
+
+    # ---- reading the ledger ----
+    def potential(self, ledger: EpisodeLedger) -> dict[str, float]:
+        """Φ(s) by term (see :func:`potential`)."""
+        return potential(ledger, self.weights)
+
+    def terms(self, ledger: EpisodeLedger) -> dict[str, float]:
+        """Every unweighted term now, by name (task is 0 until the episode ends)."""
+        return {
+            **context_terms(ledger),
+            **memory_terms(ledger),
+            "efficiency": efficiency_score(ledger),
+            "task": ledger.task if ledger.task is not None else 0.0,
+        }
+
+    def episode_reward(self, ledger: EpisodeLedger) -> float:
+        """R(τ) in closed form (Eq. 16) from the ledger; once the episode has ended it equals the sum of its step
+        rewards."""
+        task = ledger.task if ledger.task is not None else 0.0
+        return self.weights.task * task + sum(self.potential(ledger).values()) + ledger.penalty
+
+    def memory_quality(self, ledger: EpisodeLedger) -> dict[str, float]:
+        """The paper's MQ of the live store against every gold fact (precision, recall, F1), judged like storage.
+
+        Counts the memories the episode knows (seeded through ``reset`` options or written by the agent), so it
+        costs O(memories that hold a fact), whatever the store's size.
+        """
+        return ledger.live.quality(ledger.facts.all)._asdict()
+
+    def summary(self, ledger: EpisodeLedger) -> dict[str, Any]:
+        """The reward part of ``info["episode"]``."""
+        ctx, mem = context_terms(ledger), memory_terms(ledger)
+        return {
+            "task_score": ledger.task if ledger.task is not None else self.penalties.no_answer,
+            "R_context": _mean(ctx.values()),
+            "R_memory": _mean(mem.values()),
+            "R_efficiency": efficiency_score(ledger),
+            "penalty": ledger.penalty,
+            "terms": {**ctx, **mem},
+            "memory_quality": self.memory_quality(ledger),
+        }

@@ -18,7 +18,7 @@ suites; the environment only reads them.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,16 @@ class Task:
     def supporting_sentences(self) -> tuple[str, ...]:
         """The supporting facts' sentence texts, stripped."""
         return tuple(f.text.strip() for f in self.supporting_facts)
+
+    def mentions_answer(self, paragraph: Paragraph) -> bool:
+        """True when ``paragraph`` states this task's answer: its normalised words (HotpotQA's answer
+        normalisation) appear in order in the paragraph's. Yes/no answers are never "mentioned"."""
+        from agemem_gym.rewards import normalize_answer
+
+        answer = normalize_answer(self.answer)
+        if not answer or answer in ("yes", "no", "noanswer"):
+            return False
+        return f" {answer} " in f" {normalize_answer(paragraph.text)} "
 
     def to_dict(self) -> dict[str, Any]:
         """The task in HotpotQA's own record layout (JSON-serialisable)."""
@@ -233,8 +243,16 @@ class TaskSuite(Sequence[Task]):
         """One task drawn uniformly with ``rng``."""
         return self._tasks[int(rng.integers(len(self._tasks)))]
 
-    def filler_paragraphs(self, rng: np.random.Generator, n: int, *, exclude: Task) -> list[Paragraph]:
-        """``n`` distractor paragraphs drawn from other tasks, none titled like a paragraph of ``exclude``.
+    def filler_paragraphs(
+        self,
+        rng: np.random.Generator,
+        n: int,
+        *,
+        exclude: Task,
+        reject: Callable[[Paragraph], bool] | None = None,
+    ) -> list[Paragraph]:
+        """``n`` distractor paragraphs drawn from other tasks, none titled like a paragraph of ``exclude`` and
+        none for which ``reject`` is true (the env rejects those that mention the answer).
 
         Used to top up stage 2 when a task has fewer distractors than asked for. Deterministic given ``rng``.
         Returns fewer than ``n`` only when the suite holds too few other paragraphs.
@@ -249,7 +267,7 @@ class TaskSuite(Sequence[Task]):
             if task.task_id == exclude.task_id:
                 continue
             for p in task.distractor_paragraphs:
-                if p.title not in taken:
+                if p.title not in taken and not (reject is not None and reject(p)):
                     taken.add(p.title)
                     out.append(p)
                     break

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -42,6 +43,7 @@ __all__ = [
     "canonical_tool_name",
     "execute",
     "render_results",
+    "result_material",
     "tool_schemas",
 ]
 
@@ -450,3 +452,17 @@ def execute(call: ToolCall, runtime: ToolRuntime) -> ToolResult:
 def render_results(results: Sequence[ToolResult]) -> str:
     """The tool message for one turn: one block per call, headed by the tool's name."""
     return "\n".join(f"[{r.name}] {r.text}" for r in results)
+
+
+_RESULT_HEADER = re.compile(r"^\[[^\]\n]{1,64}\] [^\n]*\n?", re.MULTILINE)
+_HIT_PREFIX = re.compile(r"^- m_[A-Za-z0-9]+: ", re.MULTILINE)
+
+
+def result_material(message: str) -> str:
+    """What a tool message brought into the context, without its chrome: the memories a retrieval returned (the
+    ``- m_0001:`` prefixes and every ``[Tool] ...`` status line of :func:`render_results` removed).
+
+    >>> result_material("[Add_memory] added m_0001\n[Retrieve_memory] 1 memory:\n- m_0001: It opened in 1841.")
+    'It opened in 1841.'
+    """
+    return _HIT_PREFIX.sub("", _RESULT_HEADER.sub("", message)).strip()

@@ -197,7 +197,7 @@ def _episode_sum(env: gym.Env[str, str], policy: Any, seed: int) -> tuple[float,
     return total, steps[-1][-1]["episode"], closed
 
 
-@pytest.mark.parametrize("weights", ["paper", "released_code", {"task": 1.0, "context": 0.2, "memory": 0.7}])
+@pytest.mark.parametrize("weights", ["paper", "released_weights", {"task": 1.0, "context": 0.2, "memory": 0.7}])
 def test_step_rewards_sum_to_episode_reward(weights: Any) -> None:
     """For scripted and random policies, the step rewards sum to info['episode']['R'] and to the closed-form R(τ)."""
     env = make(reward_weights=weights, episode=SMALL)
@@ -222,8 +222,10 @@ def test_oracle_beats_baselines_on_synthetic() -> None:
     assert mean["oracle"] > mean["no_memory"] + 0.3 and mean["oracle"] > mean["random"] + 0.3
     for ep in scores["oracle"]:
         assert ep["task_score"] == 1.0 and ep["memory_quality"]["f1"] == 1.0
-        assert ep["terms"]["storage"] == 1.0 and ep["terms"]["relevance"] == 1.0
-        assert ep["terms"]["maintenance"] == 1.0 and ep["terms"]["preventive"] == 1.0
+        # It stores exactly the gold facts, so its store cannot be improved: storage + maintenance is the whole
+        # of what the two can pay (maintenance is 0, or what removing a copy of a fact recovers).
+        assert ep["terms"]["storage"] + ep["terms"]["maintenance"] == pytest.approx(1.0)
+        assert ep["terms"]["relevance"] == 1.0 and ep["terms"]["preventive"] == 1.0
         assert ep["terms"]["preservation"] == 1.0 and ep["penalty"] == 0.0
 
 
@@ -240,12 +242,13 @@ def test_oracle_beats_baselines_on_real_hotpotqa() -> None:
     ]:
         scores[name] = [run(env, policy, 0, {"task_id": t})[-1][-1]["episode"] for t in task_ids]
     mean = {k: float(np.mean([e["R"] for e in v])) for k, v in scores.items()}
-    # Measured at this commit: oracle 0.98, no_memory 0.23, random -1.6 (the 200-question table in the README).
-    assert mean["oracle"] > 0.9
+    # Measured at this commit: oracle 0.87, no_memory 0.09, random -1.6. (R_memory's ceiling is 2/3: storage +
+    # maintenance together pay at most 1, for the best store.)
+    assert mean["oracle"] > 0.8
     assert mean["oracle"] > mean["no_memory"] + 0.5 and mean["oracle"] > mean["random"] + 1.0
     for ep in scores["oracle"]:
-        assert ep["task_score"] == 1.0 and ep["memory_quality"]["f1"] == 1.0 and ep["penalty"] == 0.0
-        assert ep["R_memory"] == 1.0 and ep["R_context"] > 0.8
+        assert ep["task_score"] == 1.0 and ep["penalty"] == 0.0
+        assert ep["memory_quality"]["f1"] > 0.9 and ep["R_memory"] > 0.6 and ep["R_context"] > 0.8
     assert max(e["memory_quality"]["recall"] for e in scores["no_memory"]) == 0.0
     assert all(e["task_score"] < 1.0 for e in scores["random"])
 
@@ -425,8 +428,9 @@ def test_seeded_memories_start_the_store_and_count_in_memory_quality() -> None:
     assert info["memory_size"] == 2
     steps = run(env, NoMemoryPolicy(), 0, {"task_id": task.task_id, "memories": memories})
     ep = steps[-1][-1]["episode"]
-    direct = memory_quality([m.content for m in env.unwrapped.store], task.supporting_sentences)  # type: ignore[attr-defined]
-    assert ep["memory_quality"] == direct and direct["precision"] == 0.5
+    titles = sorted({f.title for f in task.supporting_facts})
+    direct = memory_quality([m.content for m in env.unwrapped.store], task.supporting_sentences, titles=titles)  # type: ignore[attr-defined]
+    assert ep["memory_quality"] == direct and 0.5 < direct["precision"] < 1.0  # weighted by content words
     assert ep["terms"]["storage"] == 0.0  # seeded memories are not the agent's storage decisions
     with pytest.raises(ConfigError, match=r"options\['memories'\]\[0\] must be a string or a mapping"):
         env.reset(options={"memories": [3]})
@@ -440,7 +444,10 @@ def test_memory_quality_tracks_updates_and_deletes() -> None:
     task = env.unwrapped.suite[3]  # type: ignore[attr-defined]
     env.reset(seed=0, options={"task_id": task.task_id})
     facts = task.supporting_sentences
+    titles = sorted({f.title for f in task.supporting_facts})
+    base = env.unwrapped
     env.step(tool_call(("Add_memory", {"content": facts[0]}), ("Add_memory", {"content": "noise words here"})))
     env.step(tool_call(("Update_memory", {"memory_id": "m_0002", "content": facts[-1]})))
     env.step(tool_call(("Delete_memory", {"memory_id": "m_0001", "confirmation": True})))
-    assert env.unwrapped._memory_quality() == memory_quality([m.content for m in env.unwrapped.store], facts)  # type: ignore[attr-defined]
+    got = base.rules.memory_quality(base._ep.ledger)  # type: ignore[attr-defined]
+    assert got == memory_quality([m.content for m in base.store], facts, titles=titles)  # type: ignore[attr-defined]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from agemem_gym.errors import ConfigError
 from agemem_gym.grounding import GroundingConfig, facts_held, holds_fact, key_terms, memory_quality, terms_present
+from agemem_gym.protocol import ActionError, ErrorCode, ToolCall
 from agemem_gym.rewards import (
     EpisodeLedger,
     PenaltyConfig,
+    RewardRules,
     RewardWeights,
     compression_score,
     context_terms,
@@ -21,6 +25,8 @@ from agemem_gym.rewards import (
     resolve_weights,
     task_score,
 )
+from agemem_gym.text import content_words
+from agemem_gym.tools import ToolResult
 
 FACT = "Scott Derrickson (born July 16, 1966) is an American director, screenwriter and producer."
 
@@ -53,11 +59,16 @@ def test_exact_match_uses_normalisation() -> None:
 
 
 def test_task_score_metrics_and_judge() -> None:
-    """F1 is the default; fuzzy credits wrapped answers; a judge overrides the metric and is range-checked."""
+    """F1 is the default; fuzzy forgives misspellings, not verbosity or wrong numbers; a judge overrides the metric."""
     assert task_score("Orvel", "Orvel Bridge") == pytest.approx(2 / 3)
     assert task_score("Orvel", "Orvel Bridge", metric="em") == 0.0
-    assert task_score("it was the Orvel Bridge, I think", "Orvel Bridge", metric="fuzzy") == 1.0
+    assert task_score("Orvel Bridje", "Orvel Bridge", metric="fuzzy") == pytest.approx(11 / 12)
     assert task_score("no", "yes", metric="fuzzy") == 0.0
+    assert task_score("1842", "1841", metric="fuzzy") == 0.0
+    # Pasting material as the answer: the old token_set_ratio gave 1.0 here; now only the F1's share is left.
+    pasted = "The Orvel Bridge was built in 1841 over the Tamsin and is a landmark of the town"
+    assert task_score(pasted, "Orvel Bridge", metric="fuzzy") == pytest.approx(f1_score(pasted, "Orvel Bridge"))
+    assert task_score(pasted, "Orvel Bridge", metric="fuzzy") < 0.3
     assert task_score("x", "y", judge=lambda q, p, g: 0.25) == 0.25
     with pytest.raises(ConfigError, match=r"judge must return a score in \[0, 1\], got 2.0"):
         task_score("x", "y", judge=lambda q, p, g: 2.0)
@@ -74,6 +85,8 @@ def test_compression_is_eq_19() -> None:
 def test_weight_presets_and_custom_weights() -> None:
     """Presets resolve by name; mappings need task/context/memory; bad names and values raise with the rule."""
     assert resolve_weights("paper") == RewardWeights(1 / 3, 1 / 3, 1 / 3)
+    with pytest.warns(DeprecationWarning, match="'released_code' is now 'released_weights'"):
+        assert resolve_weights("released_code") == resolve_weights("released_weights")
     assert resolve_weights({"task": 1, "context": 0, "memory": 0}) == RewardWeights(1.0, 0.0, 0.0)
     with pytest.raises(ConfigError, match="preset must be one of"):
         resolve_weights("nope")
@@ -87,35 +100,91 @@ def test_weight_presets_and_custom_weights() -> None:
 
 def test_fresh_ledger_has_zero_potential() -> None:
     """Φ(s_0) = 0: no term is earned before the agent acts (the shaping identity depends on it)."""
-    ledger = EpisodeLedger()
-    for preset in ("paper", "released_code"):
+    rules = RewardRules()
+    ledger = rules.new_ledger([FACT], ["Scott Derrickson"], "Who is Scott Derrickson?")
+    for preset in ("paper", "released_weights"):
         assert sum(potential(ledger, resolve_weights(preset)).values()) == 0.0
+    assert sum(potential(EpisodeLedger(), resolve_weights("paper")).values()) == 0.0
+
+
+WOOD = "Edward Davis Wood Jr. was an American filmmaker, actor, writer, producer, and director."
+
+
+def _result(name: str, data: dict[str, Any], ok: bool = True) -> ToolResult:
+    return ToolResult(name, ToolCall(name, {}), ok, "", None, data)
 
 
 def test_terms_follow_their_equations() -> None:
-    """Storage, maintenance, relevance, preventive, efficiency computed from a hand-built ledger."""
-    ledger = EpisodeLedger(
-        added={"m_0001": True, "m_0002": False, "m_0003": True, "m_0004": True},
-        useful_maintenance=1,
-        retrieved=5,
-        retrieved_relevant=2,
-        preventive=True,
-        compression=0.5,
-        preservation=1.0,
-        calls=4,
-        calls_ok=3,
+    """Storage, maintenance, relevance, preventive and efficiency from hand-fed events (values by hand)."""
+    rules = RewardRules()
+    ledger = rules.new_ledger([FACT, WOOD], ["Scott Derrickson", "Ed Wood"], "Were they both American?")
+    rules.show(ledger, ["Scott Derrickson"])  # only the first fact has been shown
+    junk = "Pulaski County is in Arkansas."  # 3 content words, none gold
+    rules.turn(ledger, 1, [_result("Add_memory", {"action": "added", "id": "m_1", "content": FACT})], None)
+    rules.turn(ledger, 1, [_result("Add_memory", {"action": "added", "id": "m_2", "content": junk})], None)
+    n_fact = len(set(content_words(FACT)))  # 10
+    p = n_fact / (n_fact + 3)
+    assert memory_terms(ledger)["storage"] == pytest.approx(2 * p / (p + 1))  # recall 1 of the 1 fact shown
+    rules.show(ledger, ["Ed Wood"])  # a second fact shown and not stored: recall 1/2
+    assert memory_terms(ledger)["storage"] == pytest.approx(2 * p * 0.5 / (p + 0.5))
+    # Deleting the junk is maintenance: the store it built is now better than as written.
+    delete = _result("Delete_memory", {"id": "m_2", "deleted": True, "content": junk})
+    rules.turn(ledger, 2, [delete], None)
+    terms = memory_terms(ledger)
+    assert terms["maintenance"] == pytest.approx(2 * 1 * 0.5 / 1.5 - 2 * p * 0.5 / (p + 0.5))
+    # Stage-3 retrieval of the fact (twice: the repeat changes nothing) and of a non-gold memory.
+    hits = [{"id": "m_1", "content": FACT}, {"id": "m_9", "content": junk}]
+    for _ in range(2):
+        rules.turn(ledger, 3, [_result("Retrieve_memory", {"hits": hits})], None)
+    assert memory_terms(ledger)["relevance"] == pytest.approx(2 * p * 0.5 / (p + 0.5))
+    # A summary that lengthens the context is not preventive; one that shortens it is.
+    rules.turn(ledger, 2, [_result("Summary_context", {"tokens_before": 10, "tokens_after": 30})], None)
+    assert context_terms(ledger)["preventive"] == 0.0
+    rules.turn(ledger, 2, [_result("Filter_context", {"tokens_before": 30, "tokens_after": 12})], None)
+    assert context_terms(ledger)["preventive"] == 1.0
+    bad = ToolResult(
+        "Delete_memory", ToolCall("Delete_memory", {}), False, "", ActionError(ErrorCode.BAD_ARGUMENTS, "x")
     )
-    assert memory_terms(ledger) == {"storage": 0.75, "maintenance": 1.0, "relevance": 0.4}
-    assert context_terms(ledger) == {"compression": 0.5, "preventive": 1.0, "preservation": 1.0}
-    assert efficiency_score(ledger) == 0.75
-    phi = potential(ledger, RewardWeights(task=0.5, context=0.15, memory=0.15, efficiency=0.2))
-    assert phi["context"] == pytest.approx(0.15 * 2.5 / 3)
-    assert phi["memory"] == pytest.approx(0.15 * 2.15 / 3)
-    assert phi["efficiency"] == pytest.approx(0.2 * 0.75)
+    assert rules.turn(ledger, 2, [bad], None) == PenaltyConfig().format_error
+    assert efficiency_score(ledger) == pytest.approx(7 / 8)  # 8 turns, one with a failed call
 
 
-def test_holds_fact_by_recall_or_condensed_restatement() -> None:
-    """A memory holds a fact when it covers most of it, or restates it in fewer words; a name alone does not."""
+def test_stage_rules_adds_outside_stage_1_and_retrievals_before_stage_3_do_not_count() -> None:
+    """Storage scores stage-1 adds only; relevance scores stage-3 retrievals only."""
+    rules = RewardRules()
+    ledger = rules.new_ledger([FACT], ["Scott Derrickson"], "Who?")
+    rules.show(ledger, ["Scott Derrickson"])
+    rules.turn(ledger, 3, [_result("Add_memory", {"action": "added", "id": "m_1", "content": FACT})], None)
+    rules.turn(ledger, 1, [_result("Retrieve_memory", {"hits": [{"id": "m_1", "content": FACT}]})], None)
+    assert memory_terms(ledger) == {"storage": 0.0, "maintenance": 0.0, "relevance": 0.0}
+    assert rules.memory_quality(ledger)["f1"] == 1.0  # the store itself holds the fact
+
+
+def test_add_then_delete_and_cosmetic_updates_earn_nothing() -> None:
+    """Junk added and deleted nets exactly zero; a cosmetic update pays nothing (its padding costs a little)."""
+    rules = RewardRules()
+
+    def play(junk: bool, cosmetic: bool) -> float:
+        ledger = rules.new_ledger([FACT], ["Scott Derrickson"], "Who?")
+        rules.show(ledger, ["Scott Derrickson"])
+        rules.turn(ledger, 1, [_result("Add_memory", {"action": "added", "id": "m_1", "content": FACT})], None)
+        if junk:
+            add = _result("Add_memory", {"action": "added", "id": "m_2", "content": "A note about the weather."})
+            rules.turn(ledger, 1, [add], None)
+            rules.turn(ledger, 2, [_result("Delete_memory", {"id": "m_2", "deleted": True})], None)
+        if cosmetic:
+            rules.turn(ledger, 1, [_result("Update_memory", {"id": "m_1", "content": FACT + " Noted."})], None)
+        terms = memory_terms(ledger)
+        return terms["storage"] + terms["maintenance"]
+
+    honest = play(False, False)
+    assert honest == 1.0
+    assert play(True, False) == pytest.approx(honest)
+    assert play(False, True) < honest
+
+
+def test_grounding_is_sentence_level_and_two_way() -> None:
+    """A sentence holds a fact when it covers it and is mostly gold; padding, soups and wrong numbers hold nothing."""
     assert holds_fact(FACT, FACT)
     assert holds_fact("Scott Derrickson, born 1966, American director", FACT)
     assert holds_fact("Scott Derrickson is an American film director.", FACT)
@@ -124,17 +193,29 @@ def test_holds_fact_by_recall_or_condensed_restatement() -> None:
     assert not holds_fact("", FACT)
     strict = GroundingConfig(min_recall=0.9, min_precision=1.0, min_overlap=5)
     assert not holds_fact("Scott Derrickson is an American film director.", FACT, strict)
+    # The fact inside a run-on "sentence" of other material (full stops removed) is not held...
+    padded = FACT.rstrip(".") + " and Woodson is a census designated place in Pulaski County Arkansas United States"
+    assert not holds_fact(padded, FACT)
+    # ...but the same text with its sentences intact holds it, sentence by sentence.
+    assert holds_fact(FACT + " Woodson is a census-designated place in Pulaski County, Arkansas.", FACT)
+    assert not holds_fact("The band has 5 members.", "The band has 4 members.")
+    with pytest.raises(ConfigError, match="'min_purity' must be a number in"):
+        GroundingConfig(min_purity=0.0)
 
 
-def test_memory_quality_precision_recall_f1() -> None:
-    """Precision over items, recall over facts, their harmonic mean."""
-    facts = [FACT, "Edward Davis Wood Jr. was an American filmmaker, actor, writer, producer, and director."]
+def test_memory_quality_is_word_weighted_with_copies_as_clutter() -> None:
+    """Precision over distinct content words (a copy of a held fact counts as clutter), recall over facts."""
+    facts = [FACT, WOOD]
     items = [FACT, "Pulaski County is in Arkansas.", "Scott Derrickson was born July 16, 1966 in America."]
     assert facts_held(items[2], facts) == frozenset({0})
     q = memory_quality(items, facts)
-    assert q["precision"] == pytest.approx(2 / 3) and q["recall"] == 0.5
-    assert q["f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+    gold = len(set(content_words(FACT)))
+    total = gold + 3 + len(set(content_words(items[2])))
+    assert q["precision"] == pytest.approx(gold / total) and q["recall"] == 0.5
+    assert q["f1"] == pytest.approx(2 * (gold / total) * 0.5 / (gold / total + 0.5))
     assert memory_quality([], facts) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    # Merging the same sentences into one memory changes nothing.
+    assert memory_quality([" ".join(items)], facts) == q
 
 
 def test_key_terms_and_presence() -> None:

@@ -1,0 +1,79 @@
+"""The reward audit: degenerate policies that see only what an agent sees earn less than honest memory use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import pytest
+
+import agemem_gym  # noqa: F401  (registers the ids)
+from agemem_gym.audit import (
+    AUDIT_POLICIES,
+    COSMETIC_VARIANTS,
+    DEGENERATE_POLICIES,
+    REFERENCE,
+    audit_table,
+    make_audit_policy,
+    reward_audit,
+)
+from agemem_gym.errors import ConfigError
+from tests.data_paths import HOTPOT_SAMPLE, requires_hotpot
+
+EPISODES = 30
+
+
+def _audit(env_id: str, reader: str, **kwargs: Any) -> dict[str, dict[str, Any]]:
+    env = gym.make(env_id, **kwargs)
+    rows = reward_audit(env, episodes=EPISODES, seed=0, reader=reader)  # type: ignore[arg-type]
+    return {r["policy"]: r for r in rows}
+
+
+def _check(table: dict[str, dict[str, Any]]) -> None:
+    honest = table["honest"]["R"]
+    for name, row in table.items():
+        assert row["sum_gap"] < 1e-9, f"{name}: step rewards do not sum to R(τ)"
+        if name != "oracle":
+            assert table["oracle"]["R"] > row["R"], f"the oracle must be on top, {name} is not below it"
+    assert table["no_memory"]["R"] < honest
+    for name in DEGENERATE_POLICIES:
+        if name == "verbose_answer":
+            continue  # it games the answer metric, not a shaping term: checked with the reader on
+        ref = table[REFERENCE[name]]["R"]
+        assert table[name]["R"] < ref, f"{name} earns {table[name]['R']:.3f} >= {REFERENCE[name]} {ref:.3f}"
+    for name in COSMETIC_VARIANTS:
+        assert table[name]["R"] <= honest + 1e-9, f"{name} earns {table[name]['R']:.3f} > honest {honest:.3f}"
+
+
+def test_reward_audit_on_synthetic() -> None:
+    """Synthetic suite, answers held fixed ("unknown"): no degenerate policy or cosmetic variant beats honest."""
+    _check(_audit("AgeMem-Synthetic-v0", "none"))
+
+
+@requires_hotpot
+def test_reward_audit_on_real_hotpotqa() -> None:
+    """The same on the HotpotQA sample."""
+    _check(_audit("AgeMem-HotpotQA-v0", "none", data_path=str(HOTPOT_SAMPLE)))
+
+
+@pytest.mark.parametrize("metric", ["f1", "fuzzy"])
+def test_verbose_answers_do_not_pay(metric: str) -> None:
+    """With answers read from the retrieved memories, answering with all of them scores below a short answer."""
+    env = gym.make("AgeMem-Synthetic-v0", episode={"answer_metric": metric})
+    rows = {r["policy"]: r for r in reward_audit(env, ["honest", "verbose_answer"], episodes=EPISODES)}
+    assert rows["verbose_answer"]["task"] < rows["honest"]["task"] / 2
+    assert rows["verbose_answer"]["R"] < rows["honest"]["R"]
+
+
+def test_audit_table_and_names() -> None:
+    """The table renders every policy; unknown names and the oracle without an env raise with the fix."""
+    env = gym.make("AgeMem-Synthetic-v0")
+    rows = reward_audit(env, ["honest", "random"], episodes=2)
+    text = audit_table(rows)
+    assert text.splitlines()[0].startswith("| policy | R | task | compression")
+    assert "| honest |" in text and "| random |" in text
+    assert set(REFERENCE) == set(DEGENERATE_POLICIES) | set(COSMETIC_VARIANTS) <= set(AUDIT_POLICIES)
+    with pytest.raises(ConfigError, match="unknown audit policy 'nope'"):
+        make_audit_policy("nope")
+    with pytest.raises(ConfigError, match=r"pass env=env\.unwrapped"):
+        make_audit_policy("oracle")
