@@ -17,7 +17,9 @@ The policies, grouped by what they show:
   ``padding_blob`` (one memory holding every paragraph), ``keyword_soup`` (each paragraph as a bag of its
   distinct content words), ``min_retrieval`` (``honest`` retrieving top_k=1), ``stage1_retrieval`` (retrieves
   with every stage-1 message and never with the question), ``verbose_answer`` (answers with everything it
-  retrieved), ``summary_wipe`` (summarises the whole context into one word before answering);
+  retrieved), ``summary_wipe`` (summarises the whole context into one word before answering),
+  ``title_stuffing`` (heads every note with every topic seen, as gold titles count as gold words),
+  ``hindsight_trim`` (deletes every memory it did not retrieve once the question is known);
 - cosmetic variants of ``honest`` that must earn nothing over it: ``cosmetic_update`` (appends " Noted." to each
   memory), ``add_then_delete`` (adds a junk memory each stage-1 turn, deletes them all in stage 2),
   ``inflating_summary`` (replaces each stage-2 message with a longer "summary" instead of filtering it),
@@ -301,6 +303,32 @@ class SummaryWipe(AuditPolicy):
         return [*super().plan_stage3(question), [("Summary_context", {"span": "all", "summary": "ok"})]]
 
 
+class TitleStuffing(AuditPolicy):
+    """``honest``, every note headed by every topic seen so far (gold titles count as gold words for purity)."""
+
+    name = "title_stuffing"
+
+    def plan_stage1(self, user: str) -> list[Turn]:
+        shared = _shared(user)
+        self.titles.update(t for t, _ in shared)
+        head = " / ".join(sorted(self.titles))
+        notes = [f"{head}: {s}" for _, text in shared for s in split_sentences(text)]
+        return _chunks([("Add_memory", {"content": n}) for n in notes])
+
+
+class HindsightTrim(AuditPolicy):
+    """``honest``, then, once the question is asked, deletes every memory it did not retrieve."""
+
+    name = "hindsight_trim"
+
+    def plan_stage3(self, question: str) -> list[Turn]:
+        def trim() -> list[Call]:
+            drop = [m for m in self.ids if self.contents.get(m) not in self.hits][:_MAX_CALLS]
+            return [("Delete_memory", {"memory_id": m, "confirmation": True}) for m in drop]
+
+        return [*super().plan_stage3(question), trim, trim, trim]
+
+
 # ---- cosmetic variants of honest ----
 
 
@@ -381,6 +409,8 @@ _AUDIT: dict[str, type[AuditPolicy]] = {
         Stage1Retrieval,
         VerboseAnswer,
         SummaryWipe,
+        TitleStuffing,
+        HindsightTrim,
         CosmeticUpdate,
         AddThenDelete,
         InflatingSummary,
@@ -396,6 +426,8 @@ DEGENERATE_POLICIES: tuple[str, ...] = (
     "stage1_retrieval",
     "verbose_answer",
     "summary_wipe",
+    "title_stuffing",
+    "hindsight_trim",
 )
 COSMETIC_VARIANTS: tuple[str, ...] = (
     "cosmetic_update",

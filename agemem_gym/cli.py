@@ -1,6 +1,7 @@
 """Command line: ``agemem-eval`` (scripted policies over N tasks, as a table) and ``agemem-play`` (be the agent).
 
 agemem-eval --env-id AgeMem-Synthetic-v0 --episodes 50
+agemem-eval --audit --episodes 50          # the reward audit: exploit policies vs honest memory use, every term
 agemem-eval --env-id AgeMem-HotpotQA-v0 --data-path hotpot_dev_distractor_v1.json --episodes 200 --json-out r.json
 agemem-eval --policies no_memory model:runs/learn__1/grpo/checkpoint.pt --episodes 64   # a trained checkpoint
 agemem-play --env-id AgeMem-Synthetic-v0 --seed 3
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -22,6 +23,7 @@ import tyro
 
 import agemem_gym  # noqa: F401  (registers the ids)
 from agemem_gym.agents import POLICIES, answer, make_policy, tool_call
+from agemem_gym.audit import AUDIT_POLICIES, audit_table, reward_audit
 from agemem_gym.errors import ConfigError
 from agemem_gym.evaluation import EvalResult, evaluate
 from agemem_gym.recorder import RecordEpisodes
@@ -58,13 +60,18 @@ class EvalArgs:
     data_path: str | None = None
     """HotpotQA file (for the HotpotQA id); else AGEMEM_HOTPOTQA_PATH or the cache dir."""
     env_kwargs: str = "{}"
-    """Extra env constructor kwargs as JSON, e.g. '{"reward_weights": "released_code"}'."""
+    """Extra env constructor kwargs as JSON, e.g. '{"reward_weights": "released_weights"}'."""
     json_out: str | None = None
     """Write the per-policy summaries and per-episode rows here."""
     record_dir: str | None = None
     """Record every episode to <dir>/<policy>.jsonl (replayable; exportable as SFT data)."""
     progress: bool = True
     """Show progress bars."""
+    audit: bool = False
+    """Print the reward audit instead (agemem_gym.audit): every term and memory quality for the exploit policies,
+    the honest policies and the oracle on the same tasks; --policies is ignored unless given explicitly."""
+    audit_reader: Literal["none", "heuristic"] = "none"
+    """With --audit: "none" answers "unknown" (holds the task term fixed), "heuristic" reads the retrieved memories."""
 
 
 def run_eval(args: EvalArgs) -> dict[str, EvalResult]:
@@ -118,6 +125,18 @@ def eval_main(argv: Sequence[str] | None = None) -> None:
 
 
 def _eval(args: EvalArgs) -> None:
+    if args.audit:
+        env = _make_env(args.env_id, args.data_path, args.env_kwargs)
+        policies = AUDIT_POLICIES if args.policies == POLICIES else args.policies
+        rows = reward_audit(env, policies, episodes=args.episodes, seed=args.seed, reader=args.audit_reader)
+        print(
+            f"{args.env_id}: reward audit, {args.episodes} tasks per policy, seed {args.seed}, reader {args.audit_reader}"
+        )
+        print(audit_table(rows))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps({"args": asdict(args), "audit": rows}, indent=1))
+            print(f"wrote {args.json_out}")
+        return
     results = run_eval(args)
     print(f"{args.env_id}: {args.episodes} tasks per policy, seed {args.seed}")
     print(render_table(results))
