@@ -12,7 +12,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, get_args
 
 import gymnasium as gym
@@ -130,6 +130,7 @@ class _Episode:
     answer: str | None = None
     truncation: str | None = None
     reward_sum: float = 0.0
+    phi: dict[str, float] = field(default_factory=dict)  # Φ(s) by term after the last step (Φ(s_0) = 0)
 
 
 _STAGE_KIND: dict[int, MessageKind] = {1: "material", 2: "distractor", 3: "question"}
@@ -386,7 +387,7 @@ class AgeMemEnv(gym.Env[str, str]):
             raise gym.error.ResetNeeded("the episode has ended; call reset() before stepping again")
         ep.steps += 1
         rules, ledger = ep.rules, ep.ledger
-        phi_before = rules.potential(ledger)
+        phi_before = ep.phi
         parsed = parse_action(action, self.protocol)
         results: list[ToolResult] = []
         penalty, task_term, terminated = 0.0, 0.0, False
@@ -443,7 +444,8 @@ class AgeMemEnv(gym.Env[str, str]):
         ep = self._require()
         ep.ledger.penalty += penalty
         phi_after = ep.rules.potential(ep.ledger)
-        components = {k: phi_after[k] - phi_before[k] for k in phi_after}
+        components = {k: phi_after[k] - phi_before.get(k, 0.0) for k in phi_after}
+        ep.phi = phi_after
         components["task"] = task_term
         components["penalty"] = penalty
         reward = float(sum(components.values()))
@@ -469,7 +471,7 @@ class AgeMemEnv(gym.Env[str, str]):
         ep = self._require()
         if ep.done:
             raise gym.error.ResetNeeded("the episode has ended; call reset() before truncating it")
-        phi_before = ep.rules.potential(ep.ledger)
+        phi_before = ep.phi
         ep.truncation = reason
         rounds, task_term = ep.rules.truncate(ep.ledger)
         return self._close_step(phi_before, rounds, task_term, False, True, None, [])
