@@ -50,7 +50,8 @@ class EpisodeConfig:
 
     The defaults follow the paper's set-up on HotpotQA's distractor setting: stage 1 shares the 2 gold
     paragraphs and 3 distractors, one paragraph per user turn (5 rounds); stage 2 shares the other 5 distractors
-    (5 rounds); stage 3 asks the question; an 8,192-token context budget.
+    (5 rounds); stage 3 asks the question; an 8,192-token context budget. Stage 2 never shows a paragraph that
+    mentions the answer (stage 2 is not reset before the question): such distractors go to stage 1 first.
 
     Attributes:
         stage1_distractors: Distractor paragraphs mixed into stage 1 with the gold paragraphs.
@@ -159,7 +160,9 @@ class AgeMemEnv(gym.Env[str, str]):
 
     ## Rewards
     The paper's R(τ) = w_task·R_task + w_context·R_context + w_memory·R_memory + P (App. A.2), paid as
-    potential-based per-step shaping whose step rewards sum exactly to R(τ) (see :mod:`agemem_gym.rewards`).
+    potential-based per-step shaping whose step rewards sum exactly to R(τ). The env only reports what happened;
+    :class:`~agemem_gym.rewards.RewardRules` decides what it counts for (what each term measures, and why it
+    resists the exploits of :mod:`agemem_gym.audit`, is in :mod:`agemem_gym.rewards`).
     ``info["reward_components"]`` splits each step's reward by term; the last step's ``info["episode"]`` holds the
     totals, memory quality against the gold supporting facts, and tool counts.
 
@@ -178,13 +181,13 @@ class AgeMemEnv(gym.Env[str, str]):
     |---|---|---|
     | ``suite`` | required | the :class:`~agemem_gym.task.TaskSuite` to draw tasks from |
     | ``embedder`` | ``"hash"`` | ``"hash"``, ``"minilm"`` or a callable ``list[str] -> array`` |
-    | ``reward_weights`` | ``"paper"`` | ``"paper"``, ``"released_code"`` or a mapping of weights |
+    | ``reward_weights`` | ``"paper"`` | ``"paper"``, ``"released_weights"`` or a mapping of weights |
     | ``episode`` | :class:`EpisodeConfig` | stage layout and limits (mapping or instance) |
     | ``penalties`` | :class:`~agemem_gym.rewards.PenaltyConfig` | penalty coefficients |
     | ``tools`` | :class:`~agemem_gym.tools.ToolSettings` | top_k bounds, filter θ, content limits |
     | ``protocol`` | :class:`~agemem_gym.protocol.ProtocolConfig` | action length and calls-per-turn limits |
     | ``store`` | :class:`~agemem_gym.memory.StoreConfig` | hnswlib parameters and near-duplicate policy |
-    | ``grounding`` | :class:`~agemem_gym.grounding.GroundingConfig` | when a memory holds a gold fact |
+    | ``grounding`` | :class:`~agemem_gym.grounding.GroundingConfig` | when a sentence holds a gold fact; preservation |
     | ``prompt_style`` | ``"paper"`` | ``"paper"`` (full schemas) or ``"compact"`` |
     | ``tokenizer`` | ``None`` | transformers tokenizer or ``str -> int`` for token accounting |
     | ``summarizer`` | ``"extractive"`` | used by ``Summary_context`` when the agent gives no summary |
@@ -192,7 +195,10 @@ class AgeMemEnv(gym.Env[str, str]):
     | ``render_mode`` | ``None`` | ``"ansi"`` returns the rendered context |
 
     ## Version History
-    * v0: initial release.
+    * v0: initial release. Its reward was rewritten in place before any release was published: sentence-level
+      grounding, stage-aware storage and relevance, maintenance as measured improvement, preservation with a
+      precision side, no answer leak into stage 2 (the ids are pinned by DESIGN.md, so the id did not change;
+      episode returns from earlier checkouts are not comparable).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012  (Gymnasium's convention)
