@@ -28,9 +28,12 @@ and precision is weighted by distinct content words, so padding, blobs, keyword 
   store it leaves: a cosmetic update changes nothing (or costs its padding), adding junk and deleting it again
   nets zero, growing one memory by updates is worth what adding the same text would be; later adds never count,
   and neither do edits after the question (pruning by hindsight whatever it did not retrieve).
-- relevance (Eq. 25): over the distinct memories retrieved **in stage 3** (once the question exists):
-  precision of their sentences × the share of the question's gold facts among them. Retrieving the same memory
-  again changes nothing; retrieving everything costs precision, retrieving too little costs the share.
+- relevance (Eq. 25): over the distinct memories retrieved **in stage 3** (once the question exists): the F1 of
+  the precision of their sentences and the share of the question's gold facts among them. Retrieving the same
+  memory again changes nothing; retrieving everything costs precision, retrieving too little costs the share.
+  (The product precision × share favours top_k=1: with the hashing retriever a single, usually gold, hit beats
+  three. With the F1 the audit's honest top_k=3 earns more than top_k=1: R 0.321 vs 0.305 on synthetic, 0.300 vs
+  0.287 on HotpotQA, 200 tasks each.)
 - compression (Eq. 19): ``max(0, 1 − T_used/T_max)`` at the final answer.
 - preventive (Eq. 20): 1 once a Summary_context or Filter_context has made the context **shorter** before it
   first overflowed; a "summary" that lengthens the context earns nothing.
@@ -342,11 +345,6 @@ def memory_terms(ledger: EpisodeLedger) -> dict[str, float]:
         "maintenance": maintenance,
         "relevance": retrieved.f1,
     }
-
-
-def _f2(q: Any) -> float:
-    p, r = q.precision, q.recall
-    return 5 * p * r / (4 * p + r) if p + r else 0.0
 
 
 def efficiency_score(ledger: EpisodeLedger) -> float:
