@@ -121,7 +121,6 @@ class _Episode:
     turns: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # user messages of stages 1, 2, 3
     paragraphs: tuple[tuple[tuple[Paragraph, ...], ...], ...]  # per stage, per user message: what it shares
     config: EpisodeConfig
-    rules: RewardRules
     ledger: EpisodeLedger
     stage: int = 1
     turn: int = 0  # index of the current user message within its stage
@@ -241,6 +240,7 @@ class AgeMemEnv(gym.Env[str, str]):
         self.store_config: StoreConfig = _config(StoreConfig, store, "store")
         self.grounding: GroundingConfig = _config(GroundingConfig, grounding, "grounding")
         self.rules = RewardRules(self.weights, self.penalties, self.grounding, judge=judge)
+        self._rules = self.rules  # this episode's rules (its answer metric may be a reset option)
         self.prompt_style: PromptStyle = prompt_style
         self.judge = judge
         self.render_mode = render_mode
@@ -322,13 +322,14 @@ class AgeMemEnv(gym.Env[str, str]):
         config = self.episode_config.override(opts) if opts else self.episode_config
         task = self.suite.get(task_id) if task_id is not None else self.suite.sample(self.np_random)
         shared, (stage1, stage2, stage3) = self._material(task, config, material_seed)
+        # The rules are not part of the snapshot (a judge callable need not pickle); the episode's answer metric is.
+        self._rules = replace(self.rules, answer_metric=config.answer_metric)
         self._ep = _Episode(
             task=task,
             turns=(stage1, stage2, stage3),
             paragraphs=shared,
             config=config,
-            rules=replace(self.rules, answer_metric=config.answer_metric),
-            ledger=self.rules.new_ledger(
+            ledger=self._rules.new_ledger(
                 task.supporting_sentences, [f.title for f in task.supporting_facts], task.question
             ),
         )
@@ -361,7 +362,7 @@ class AgeMemEnv(gym.Env[str, str]):
         ep = self._require()
         for res in self.store.add_many(contents, metadatas=metadatas, step=0):
             if res.action == "added":
-                ep.rules.seed(ep.ledger, res.item.id, res.item.content)
+                self._rules.seed(ep.ledger, res.item.id, res.item.content)
 
     def _open_stage(self, stage: int) -> None:
         """Enter ``stage`` (skipping empty ones) and post its first user message."""
@@ -377,7 +378,7 @@ class AgeMemEnv(gym.Env[str, str]):
         """Post the current user message (stage-1 material shows its gold facts to the agent)."""
         ep = self._require()
         if ep.stage == 1:
-            ep.rules.show(ep.ledger, (p.title for p in ep.paragraphs[0][ep.turn]))
+            self._rules.show(ep.ledger, (p.title for p in ep.paragraphs[0][ep.turn]))
         self.context.append("user", ep.turns[ep.stage - 1][ep.turn], kind=_STAGE_KIND[ep.stage], stage=ep.stage)
 
     def _require(self) -> _Episode:
@@ -392,7 +393,7 @@ class AgeMemEnv(gym.Env[str, str]):
         if ep.done:
             raise gym.error.ResetNeeded("the episode has ended; call reset() before stepping again")
         ep.steps += 1
-        rules, ledger = ep.rules, ep.ledger
+        rules, ledger = self._rules, ep.ledger
         phi_before = ep.phi
         parsed = parse_action(action, self.protocol)
         results: list[ToolResult] = []
@@ -449,7 +450,7 @@ class AgeMemEnv(gym.Env[str, str]):
         """Price the step as a potential difference plus its task term and penalties, and build its info."""
         ep = self._require()
         ep.ledger.penalty += penalty
-        phi_after = ep.rules.potential(ep.ledger)
+        phi_after = self._rules.potential(ep.ledger)
         components = {k: phi_after[k] - phi_before.get(k, 0.0) for k in phi_after}
         ep.phi = phi_after
         components["task"] = task_term
@@ -479,7 +480,7 @@ class AgeMemEnv(gym.Env[str, str]):
             raise gym.error.ResetNeeded("the episode has ended; call reset() before truncating it")
         phi_before = ep.phi
         ep.truncation = reason
-        rounds, task_term = ep.rules.truncate(ep.ledger)
+        rounds, task_term = self._rules.truncate(ep.ledger)
         return self._close_step(phi_before, rounds, task_term, False, True, None, [])
 
     def _answer(self, parsed: Action, shown: str) -> tuple[bool, float]:
@@ -487,7 +488,7 @@ class AgeMemEnv(gym.Env[str, str]):
         ep = self._require()
         assert parsed.answer is not None
         if ep.stage < 3:
-            ep.rules.reply(ep.ledger)
+            self._rules.reply(ep.ledger)
             self.context.append("assistant", shown, kind="reply", stage=ep.stage)
             ep.turn += 1
             ep.tool_rounds = 0
@@ -497,7 +498,7 @@ class AgeMemEnv(gym.Env[str, str]):
                 self._open_stage(ep.stage + 1)
             return False, 0.0
         # Eq. 19 and 21 are measured on the context "when the final answer is generated", before it is added.
-        task_term = ep.rules.final_answer(
+        task_term = self._rules.final_answer(
             ep.ledger,
             parsed.answer,
             ep.task.answer,
@@ -526,7 +527,7 @@ class AgeMemEnv(gym.Env[str, str]):
             "call_errors": [r.error.code.value for r in results if r.error is not None],
             "tool_results": [r.to_dict() for r in results],
             "reward_components": dict(components) if not first else {},
-            "reward_terms": ep.rules.terms(ledger),
+            "reward_terms": self._rules.terms(ledger),
             "context_tokens": self.context.tokens,
             "memory_size": len(self.store),
             "messages": self.context.to_dicts(),
@@ -539,7 +540,7 @@ class AgeMemEnv(gym.Env[str, str]):
         ledger = ep.ledger
         return {
             "R": ep.reward_sum,
-            **ep.rules.summary(ledger),
+            **self._rules.summary(ledger),
             "weights": asdict(self.weights),
             "tool_counts": {name: ledger.tool_counts.get(name, 0) for name in TOOL_NAMES},
             "error_counts": dict(sorted(ledger.error_counts.items())),
@@ -557,7 +558,7 @@ class AgeMemEnv(gym.Env[str, str]):
         """R(τ) recomputed in closed form from the ledger (Eq. 16); equals the sum of the step rewards so far
         once the episode has ended. Useful to check the shaping identity."""
         ep = self._require()
-        return ep.rules.episode_reward(ep.ledger)
+        return self._rules.episode_reward(ep.ledger)
 
     # ---- snapshots ----
     def get_state(self) -> dict[str, Any]:
@@ -590,6 +591,7 @@ class AgeMemEnv(gym.Env[str, str]):
         context.restore(state["context"])
         self.np_random.bit_generator.state = copy.deepcopy(state["np_random"])
         self._ep, self.store, self.context = ep, store, context
+        self._rules = replace(self.rules, answer_metric=ep.config.answer_metric)
 
     # ---- rendering ----
     def render(self) -> str | None:

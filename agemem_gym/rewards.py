@@ -193,11 +193,14 @@ class PenaltyConfig:
 # ---- R_task (Eq. 17): HotpotQA's official answer normalisation and metrics ----
 
 
+_NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
 def normalize_answer(s: str) -> str:
     """Lower-case, drop punctuation and the articles a/an/the, collapse whitespace (HotpotQA's evaluation)."""
-    s = s.lower()
-    s = "".join(ch for ch in s if ch not in set(string.punctuation))
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    s = s.lower().translate(_NO_PUNCTUATION)
+    s = _ARTICLES.sub(" ", s)
     return " ".join(s.split())
 
 

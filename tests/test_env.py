@@ -451,3 +451,33 @@ def test_memory_quality_tracks_updates_and_deletes() -> None:
     env.step(tool_call(("Delete_memory", {"memory_id": "m_0001", "confirmation": True})))
     got = base.rules.memory_quality(base._ep.ledger)  # type: ignore[attr-defined]
     assert got == memory_quality([m.content for m in base.store], facts, titles=titles)  # type: ignore[attr-defined]
+
+
+def _stage2_leaks(env: gym.Env[str, str]) -> tuple[int, int]:
+    base: Any = env.unwrapped
+    leaks = 0
+    for task in base.suite:  # the material reset() lays out, without building a store for each task
+        shared, _ = base._material(task, base.episode_config, 0)
+        leaks += any(task.mentions_answer(p) for chunk in shared[1] for p in chunk)
+    return leaks, len(base.suite)
+
+
+def test_stage2_never_states_the_answer_on_synthetic() -> None:
+    """Stage 2 is not reset before the question, so its material never mentions the gold answer (was 175/1000)."""
+    assert _stage2_leaks(make()) == (0, 1000)
+
+
+@requires_hotpot
+def test_stage2_never_states_the_answer_on_real_hotpotqa() -> None:
+    """The same on the HotpotQA sample (was 183/1000 before distractors that mention it moved to stage 1)."""
+    assert _stage2_leaks(make("AgeMem-HotpotQA-v0")) == (0, 1000)
+
+
+def test_snapshot_pickles_with_a_judge_callable() -> None:
+    """The reward rules (and a judge lambda) stay out of the snapshot, so get_state() still pickles and restores."""
+    env = make(judge=lambda q, p, g: 0.5, episode=SMALL)
+    env.reset(seed=0)
+    env.step(tool_call(("Add_memory", {"content": "x y z"})))
+    state = pickle.loads(pickle.dumps(env.unwrapped.get_state()))  # type: ignore[attr-defined]
+    env.unwrapped.set_state(state)  # type: ignore[attr-defined]
+    assert env.step(answer("ok"))[4]["stage"] in (1, 2)
