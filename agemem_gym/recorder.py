@@ -31,6 +31,7 @@ from typing import IO, Any
 import gymnasium as gym
 
 from agemem_gym.errors import DataError
+from agemem_gym.jsonl import json_line
 from agemem_gym.protocol import parse_action
 
 __all__ = [
@@ -95,7 +96,7 @@ class RecordEpisodes(gym.Wrapper[str, str, str, str]):
     def _write(self, record: Mapping[str, Any]) -> None:
         if self._file is None:
             self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.write(json_line(record))  # valid UTF-8 even for actions with lone surrogates
         self._file.flush()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
@@ -277,7 +278,7 @@ def export_sft(
                 if rec["action_error"] is not None and not include_invalid:
                     continue
                 pair = {"messages": info["messages"], "tools": info["tools"], "response": rec["action"]}
-                f.write(json.dumps(pair, ensure_ascii=False) + "\n")
+                f.write(json_line(pair))
                 n += 1
     os.replace(tmp, out_path)
     return n

@@ -351,3 +351,18 @@ def test_official_file_table() -> None:
         assert spec.url == "http://curtis.ml.cmu.edu/datasets/hotpot/" + spec.filename
         assert spec.sha256 is not None and re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
         assert spec.num_bytes is not None and spec.num_bytes > 10**7
+
+
+@pytest.mark.parametrize("field", ["_id", "question", "context"])
+def test_lone_surrogates_in_a_record_are_a_data_error(tmp_path: Path, field: str) -> None:
+    """A JSON escape such as "\\ud800" in an id, question or sentence is rejected naming the record, before any
+    reset() could hash or show it."""
+    records = official_records(3)
+    if field == "context":
+        records[1]["context"][0][1][0] += "\ud800"
+    else:
+        records[1][field] += "\ud800"
+    path = tmp_path / "sur.json"
+    path.write_text(json.dumps(records), encoding="ascii")  # ensure_ascii writes the escape "\ud800"
+    with pytest.raises(DataError, match=r"sur\.json: record #1 .*lone UTF-16 surrogates"):
+        load_hotpotqa(path)

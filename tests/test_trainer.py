@@ -299,3 +299,41 @@ def test_fake_env_contract() -> None:
         total += r
         done = term or trunc
     assert info["episode"]["R"] == pytest.approx(total)
+
+
+def test_rollout_on_the_real_env_survives_issue_15_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy that writes the issue's crashing text (huge ints and deep brackets in string arguments, lone
+    surrogates) plays whole episodes: every prompt after it still encodes, and the errors are counted."""
+    import agemem_gym  # noqa: F401  (registers the ids)
+    from agemem_gym.trainers import grpo
+    from agemem_gym.trainers.policy import Turn
+
+    bad = [
+        '<tool_call>{"name": "Add_memory", "arguments": "{\\"content\\": \\"x\\", \\"n\\": ' + "1" * 4301 + '}"}'
+        "</tool_call>",
+        '<tool_call>{"name": "Add_memory", "arguments": "' + "[" * 3000 + '"}</tool_call>',
+        '<tool_call>{"name": "Add_memory", "arguments": {"content": "bad \\ud800 text"}}</tool_call>',
+        "<answer>raw \ud800</answer>",
+    ]
+    calls = {"n": 0}
+
+    def scripted(model: Any, tokenizer: Any, prompts: list[list[int]], sampling: Sampling) -> list[Turn]:
+        calls["n"] += 1
+        return [Turn(list(p), [1], [0.0], bad[(calls["n"] + i) % len(bad)], "stop") for i, p in enumerate(prompts)]
+
+    monkeypatch.setattr(grpo, "generate", scripted)
+    envs = [gym.make("AgeMem-Synthetic-v0", episode={"max_tool_rounds": 2}) for _ in range(2)]
+    task = envs[0].unwrapped.suite.task_ids[0]  # type: ignore[attr-defined]
+    trajs = rollout(
+        tiny_model(seed=0),
+        tiny_tokenizer(),
+        envs,
+        [task],
+        [0],
+        Sampling(max_new_tokens=4),
+        max_prompt_tokens=512,
+        max_turns=20,
+        gen_batch_size=2,
+    )
+    for t in trajs:
+        assert t.truncated and t.action_errors == t.turns == 3 and t.episode["error_counts"]
