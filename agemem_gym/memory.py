@@ -41,7 +41,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import re
 import threading
 import warnings
@@ -74,6 +73,7 @@ logger = logging.getLogger(__name__)
 STORE_FORMAT = "agemem-gym-memory-store"
 STORE_FORMAT_VERSION = 1
 _SNAPSHOT_FORMAT = "agemem-gym-memory-snapshot"
+_SNAPSHOT_VERSION = 2  # 2: the index travels as hnswlib's state (plain values and arrays), never as a pickle
 _MANIFEST = "manifest.json"
 _GEN_FILE_RE = re.compile(r"^(index|vectors|items)-(\d{6,})\.(bin|npy|json)$")
 _ID_RE = re.compile(r"^m_([0-9a-f]{4,})$")
@@ -387,6 +387,79 @@ def _new_index(dim: int, capacity: int, config: StoreConfig) -> hnswlib.Index:
         max_elements=capacity, ef_construction=config.ef_construction, M=config.M, random_seed=config.random_seed
     )
     index.set_ef(config.ef_search)
+    return index
+
+
+# hnswlib's index state (Index.__getstate__()[0]): every key, and the type its value must have. Nothing else is
+# accepted, so a snapshot's index can never carry an object to unpickle or a callable.
+_INDEX_STATE_FIELDS: dict[str, type] = {
+    **dict.fromkeys(
+        ("ser_version", "dim", "num_threads", "seed", "offset_level0", "max_elements", "cur_element_count",
+         "size_data_per_element", "label_offset", "offset_data", "max_level", "enterpoint_node", "max_M",
+         "max_M0", "M", "ef_construction", "ef", "size_links_per_element"),
+        int,
+    ),
+    **dict.fromkeys(("index_inited", "ep_added", "normalize", "has_deletions", "allow_replace_deleted"), bool),
+    "space": str,
+    "mult": float,
+    **dict.fromkeys(
+        ("label_lookup_external", "label_lookup_internal", "element_levels", "data_level0", "link_lists"), np.ndarray
+    ),
+}  # fmt: skip
+
+
+def _index_state(index: hnswlib.Index) -> dict[str, Any]:
+    """hnswlib's own state of ``index`` (ints, floats, bools, a str and numpy arrays; fresh copies)."""
+    return dict(index.__getstate__()[0])
+
+
+def _check_index_state(state: Any, *, dim: int, capacity: int, next_label: int) -> str | None:
+    """Why ``state`` cannot be the index of a snapshot with this dim, capacity and slot count, or None.
+
+    Checks the types of every field and the sizes hnswlib derives from them (what it copies from the arrays), so
+    that a mismatched or hand-made state is refused instead of read out of bounds.
+    """
+    if not isinstance(state, Mapping) or set(state) != set(_INDEX_STATE_FIELDS):
+        return "the index state must be the mapping of hnswlib fields that snapshot() writes"
+    for key, kind in _INDEX_STATE_FIELDS.items():
+        value = state[key]
+        ok = isinstance(value, kind) and (kind is not int or not isinstance(value, bool))
+        if not ok or (isinstance(value, np.ndarray) and (value.ndim != 1 or value.dtype.kind not in "iu")):
+            return f"index field {key!r} must be {kind.__name__}, got {type(value).__name__}"
+    n, m, m0 = state["cur_element_count"], state["M"], state["max_M0"]
+    links0 = m0 * 4 + 4  # hnswlib: a count word and max_M0 int32 neighbour ids on layer 0
+    levels = state["element_levels"]
+    expected = {
+        "space": "cosine", "dim": dim, "index_inited": True, "max_elements": capacity, "cur_element_count": next_label,
+        "max_M": m, "max_M0": 2 * m, "offset_data": links0, "label_offset": links0 + 4 * dim,
+        "size_data_per_element": links0 + 4 * dim + 8, "size_links_per_element": m * 4 + 4,
+    }  # fmt: skip
+    for key, want in expected.items():
+        if state[key] != want:
+            return f"index field {key!r} must be {want!r} here, got {state[key]!r:.40}"
+    sizes = {
+        "label_lookup_external": n,
+        "label_lookup_internal": n,
+        "element_levels": capacity,
+        "data_level0": n * state["size_data_per_element"],
+        "link_lists": int(levels[:n].astype(np.int64).clip(0).sum()) * state["size_links_per_element"],
+    }
+    for key, size in sizes.items():
+        if state[key].size != size:
+            return f"index array {key!r} must have {size} entries, got {state[key].size}"
+    if n and not (0 <= state["enterpoint_node"] < n and 0 <= state["max_level"] == int(levels[:n].max())):
+        return "the index's entry point or top level does not match its elements"
+    slots = np.arange(n)  # the store labels slots 0..n-1 (adds and rebuilds alike)
+    for key in ("label_lookup_external", "label_lookup_internal"):
+        if not np.array_equal(np.sort(state[key]), slots):
+            return f"index array {key!r} must hold each slot 0..{n - 1} once"
+    return None
+
+
+def _index_from_state(state: Mapping[str, Any]) -> hnswlib.Index:
+    """A new hnswlib index from :func:`_index_state` output (hnswlib copies the arrays; nothing is unpickled)."""
+    index = hnswlib.Index.__new__(hnswlib.Index)
+    index.__setstate__((dict(state),))
     return index
 
 
@@ -1028,22 +1101,23 @@ class MemoryStore:
     def snapshot(self) -> dict[str, Any]:
         """An in-memory, picklable, independent copy of the whole store, for :meth:`restore`.
 
-        It holds the items, the vectors, the id counter, the settings and the hnswlib graph itself (pickled),
-        so a store restored from it answers every later add, update, delete and search exactly as this store will.
-        hnswlib does not pickle the state of its level generator (an unpickled index starts it afresh from the
-        seed), so this store also switches to a freshly unpickled copy of its own index: both then continue alike.
+        It holds the items, the vectors, the id counter, the settings and the hnswlib graph itself (hnswlib's own
+        state: plain numbers and numpy arrays, not a pickle), so a store restored from it answers every later add,
+        update, delete and search exactly as this store will. hnswlib does not keep the state of its level
+        generator in that state (a rebuilt index starts it afresh), so this store also switches to a freshly
+        rebuilt copy of its own index: both then continue alike.
         """
         with self._lock:
             s = self._s
-            blob = pickle.dumps(s.index, protocol=pickle.HIGHEST_PROTOCOL)
-            s.index = pickle.loads(blob)
+            index_state = _index_state(s.index)
+            s.index = _index_from_state(index_state)
             return {
                 "format": _SNAPSHOT_FORMAT,
-                "version": STORE_FORMAT_VERSION,
+                "version": _SNAPSHOT_VERSION,
                 "dim": self._dim,
                 "embedder": self._embedder.name,
                 "config": self._config,
-                "index": blob,
+                "index": index_state,
                 "capacity": s.capacity,
                 "vectors": s.vectors[: s.next_label].copy(),
                 "items": [item.to_dict() for item in s.items.values()],
@@ -1057,6 +1131,9 @@ class MemoryStore:
     def restore(self, snapshot: Mapping[str, Any]) -> None:
         """Make this store an exact copy of the one :meth:`snapshot` captured (settings included).
 
+        Nothing in ``snapshot`` is unpickled or called: the index is rebuilt from hnswlib's plain state after its
+        fields and array sizes are checked.
+
         Raises:
             StoreFormatError: ``snapshot`` is not a snapshot, or was taken with a different embedding width; the
                 store is left unchanged.
@@ -1068,14 +1145,14 @@ class MemoryStore:
             )
         try:
             dim, name, config = snapshot["dim"], snapshot["embedder"], snapshot["config"]
-            blob, capacity, vectors = snapshot["index"], snapshot["capacity"], snapshot["vectors"]
+            index_state, capacity, vectors = snapshot["index"], snapshot["capacity"], snapshot["vectors"]
             item_dicts, labels = snapshot["items"], dict(snapshot["labels"])
             counter, next_label = snapshot["counter"], snapshot["next_label"]
             rebuilds, fallbacks = snapshot["rebuilds"], snapshot["exact_fallbacks"]
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreFormatError(f"{where}: missing or malformed field {exc}; take a new snapshot()") from None
-        if snapshot.get("version") != STORE_FORMAT_VERSION:
-            raise StoreFormatError(f"{where}: version must be {STORE_FORMAT_VERSION}, got {snapshot.get('version')!r}")
+        if snapshot.get("version") != _SNAPSHOT_VERSION:
+            raise StoreFormatError(f"{where}: version must be {_SNAPSHOT_VERSION}, got {snapshot.get('version')!r}")
         self._check_embedder(dim, name, where)
         if not isinstance(config, StoreConfig):
             raise StoreFormatError(f"{where}: 'config' must be a StoreConfig, got {type(config).__name__}")
@@ -1083,18 +1160,17 @@ class MemoryStore:
         _check_consistency(items, labels, counter=counter, next_label=next_label, capacity=capacity, where=where)
         if not isinstance(vectors, np.ndarray) or vectors.shape != (next_label, self._dim):
             raise StoreFormatError(f"{where}: vectors must have shape ({next_label}, {self._dim})")
+        problem = _check_index_state(index_state, dim=self._dim, capacity=capacity, next_label=next_label)
+        if problem is not None:
+            raise StoreFormatError(
+                f"{where}: {problem}; it does not match its items and vectors: take a new snapshot()"
+            )
         full = np.zeros((capacity, self._dim), dtype=np.float32)
         full[:next_label] = vectors
         try:
-            index = pickle.loads(blob)
-        except Exception as exc:  # any unpickling failure means the same thing here: not our snapshot
-            raise StoreFormatError(
-                f"{where}: the pickled hnswlib index cannot be read ({exc}); take a new snapshot()"
-            ) from None
-        if not isinstance(index, hnswlib.Index) or index.dim != self._dim or index.element_count != next_label:
-            raise StoreFormatError(
-                f"{where}: the pickled index does not match its items and vectors; take a new snapshot()"
-            )
+            index = _index_from_state(index_state)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise StoreFormatError(f"{where}: hnswlib refused the index state ({exc}); take a new snapshot()") from None
         state = _State(
             index,
             full,

@@ -33,6 +33,7 @@ import gymnasium as gym
 from agemem_gym.errors import DataError
 from agemem_gym.jsonl import json_line
 from agemem_gym.protocol import parse_action
+from agemem_gym.trust import check_env_id
 
 __all__ = [
     "FORMAT",
@@ -211,21 +212,23 @@ class ReplayReport:
     detail: str = ""
 
 
-def _make_env(episode: RecordedEpisode, env: gym.Env[str, str] | None) -> gym.Env[str, str]:
+def _make_env(episode: RecordedEpisode, env: gym.Env[str, str] | None, trust_remote_module: bool) -> gym.Env[str, str]:
+    """``env``, or ``gym.make`` of the recorded id and kwargs when that imports no new module (see
+    :func:`~agemem_gym.trust.check_env_id`)."""
     if env is not None:
         return env
-    env_id = episode.header.get("env_id")
-    if not env_id:
-        raise DataError("the recording names no env id; pass env= to replay it")
-    kwargs = {k: v for k, v in episode.header.get("env_kwargs", {}).items()}
+    env_id = check_env_id(episode.header.get("env_id"), source="the recording", trust_remote_module=trust_remote_module)
+    kwargs = episode.header.get("env_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise DataError(f"the recording's env_kwargs must be a JSON object, got {kwargs!r:.80}; pass env= to replay it")
     return gym.make(env_id, **kwargs)
 
 
 def _replayed(
-    episode: RecordedEpisode, env: gym.Env[str, str] | None
+    episode: RecordedEpisode, env: gym.Env[str, str] | None, trust_remote_module: bool = False
 ) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
     """Yield (observation, info) before each recorded step, with the step record, feeding its action."""
-    env = _make_env(episode, env)
+    env = _make_env(episode, env, trust_remote_module)
     options = episode.header.get("options")
     obs, info = env.reset(seed=episode.header.get("seed"), options=options if isinstance(options, dict) else None)
     for rec in episode.steps:
@@ -233,14 +236,21 @@ def _replayed(
         obs, _, _, _, info = env.step(rec["action"])
 
 
-def replay(episode: RecordedEpisode, *, env: gym.Env[str, str] | None = None) -> ReplayReport:
+def replay(
+    episode: RecordedEpisode, *, env: gym.Env[str, str] | None = None, trust_remote_module: bool = False
+) -> ReplayReport:
     """Re-run a recorded episode and compare every reward and observation hash.
 
     Args:
         episode: From :func:`load_episodes`.
         env: The env to replay on; by default ``gym.make`` of the recorded id and kwargs.
+        trust_remote_module: Let a recorded ``module:id`` import its module. Off, the recorded id must be
+            registered already (or its module imported): a file cannot make this process run code.
+
+    Raises:
+        DataError: Without ``env``, the recorded id is unusable or would import a module (see above).
     """
-    env = _make_env(episode, env)
+    env = _make_env(episode, env, trust_remote_module)
     options = episode.header.get("options")
     obs, info = env.reset(seed=episode.header.get("seed"), options=options if isinstance(options, dict) else None)
     if observation_hash(obs) != episode.header.get("obs_hash"):
@@ -260,6 +270,7 @@ def export_sft(
     *,
     env: gym.Env[str, str] | None = None,
     include_invalid: bool = False,
+    trust_remote_module: bool = False,
 ) -> int:
     """Write ``{"messages": [...], "tools": [...], "response": "..."}`` JSON Lines, one per agent turn, by
     replaying each episode (the prompt messages are those the agent saw). Returns the number of pairs written.
@@ -269,12 +280,13 @@ def export_sft(
         out_path: Destination ``.jsonl`` (overwritten).
         env: Env to replay on (default: the recorded id and kwargs).
         include_invalid: Also export turns whose action was malformed (off: SFT should teach the format).
+        trust_remote_module: As for :func:`replay`.
     """
     n = 0
     tmp = Path(f"{out_path}.tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for ep in episodes:
-            for _, info, rec in _replayed(ep, env):
+            for _, info, rec in _replayed(ep, env, trust_remote_module):
                 if rec["action_error"] is not None and not include_invalid:
                     continue
                 pair = {"messages": info["messages"], "tools": info["tools"], "response": rec["action"]}

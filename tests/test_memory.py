@@ -603,9 +603,9 @@ def test_restore_rejects_foreign_snapshots_and_leaves_the_store_unchanged():
     other.add("x")
     with pytest.raises(StoreFormatError, match=r"holds 64-d embeddings from embedder 'hash-64', but .* gives 256-d"):
         target.restore(other.snapshot())
-    with pytest.raises(StoreFormatError, match=r"the pickled hnswlib index cannot be read"):
+    with pytest.raises(StoreFormatError, match=r"the index state must be the mapping of hnswlib fields"):
         target.restore({**target.snapshot(), "index": b"not a pickle"})
-    with pytest.raises(StoreFormatError, match=r"the pickled index does not match its items and vectors"):
+    with pytest.raises(StoreFormatError, match=r"'cur_element_count' must be 3 here, got 1; it does not match its"):
         target.restore({**target.snapshot(), "index": filled(1).snapshot()["index"]})
     assert target.ids() == ["m_0001", "m_0002", "m_0003"] and len(target.search("note", top_k=5)) == 3
 
@@ -816,3 +816,28 @@ def test_minilm_recall_at_5_at_1k(tmp_path, minilm, hotpot_sentences, hotpot_rec
 def test_minilm_recall_at_5_at_10k(tmp_path, minilm, hotpot_sentences, hotpot_records):
     """hnswlib recall@5 against exact search on MiniLM embeddings of 10k real sentences is >= 0.99."""
     check_recall(tmp_path, minilm, hotpot_sentences, [r["question"] for r in hotpot_records[:500]], 10000)
+
+
+class _Boom:
+    """Runs code when unpickled: a snapshot must never get this far."""
+
+    def __reduce__(self):
+        return (os.system, ("echo unpickled > /dev/null",))
+
+
+def test_restore_unpickles_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot's index is hnswlib's plain state; restore works with pickle disabled and refuses a pickle blob."""
+    store = filled(5)
+    snap = store.snapshot()
+    assert all(isinstance(v, (int, float, bool, str, np.ndarray)) for v in snap["index"].values())
+
+    def no_unpickling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("restore unpickled its input")
+
+    monkeypatch.setattr(pickle, "loads", no_unpickling)
+    replica = MemoryStore("hash")
+    replica.restore(snap)
+    assert replica.ids() == store.ids()
+    for bad in (pickle.dumps(_Boom()), {**snap["index"], "data_level0": _Boom()}):
+        with pytest.raises(StoreFormatError, match="index"):
+            replica.restore({**snap, "index": bad})

@@ -42,6 +42,7 @@ PUBLIC: dict[str, set[str]] = {
         "words",
     },
     "agemem_gym.jsonl": {"json_line"},
+    "agemem_gym.trust": {"check_env_id"},
     "agemem_gym.tools": {
         "TOOL_ALIASES",
         "TOOL_NAMES",
