@@ -14,7 +14,8 @@ act on (DESIGN.md §3). It is the only module that imports hnswlib, and it absor
 - Anything called before ``init_index`` segfaults: the index is created in ``__init__``, once the dim is known.
 - ``ef`` defaults to 10 and is not saved: it is set after init and after loading, and raised to the number of
   neighbours asked for (``k`` plus a small slack for tie-breaking) when that exceeds ``ef_search``.
-- ``save_index`` forgets the space, dim and labels: a JSON manifest beside it records them, and loading checks them.
+- ``save_index`` forgets the space, dim and labels: a JSON manifest beside it records them with every file's sha256,
+  sealed by its own checksum, and loading checks all of it.
 - add and query must not run concurrently: one ``threading.RLock`` guards every public method.
 
 Search results are re-scored with exact dot products from the store's own vectors and sorted by descending score
@@ -52,6 +53,7 @@ from typing import Any, Literal
 import hnswlib
 import numpy as np
 
+from agemem_gym._store_files import MANIFEST, read_manifest, seal_manifest
 from agemem_gym.dedup import DedupConfig, find_duplicate, normalise_text
 from agemem_gym.embedders import Embedder, make_embedder
 from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError
@@ -71,10 +73,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STORE_FORMAT = "agemem-gym-memory-store"
-STORE_FORMAT_VERSION = 1
+STORE_FORMAT_VERSION = 2  # 2: the manifest is sealed by a checksum
 _SNAPSHOT_FORMAT = "agemem-gym-memory-snapshot"
 _SNAPSHOT_VERSION = 2  # 2: the index travels as hnswlib's state (plain values and arrays), never as a pickle
-_MANIFEST = "manifest.json"
 _GEN_FILE_RE = re.compile(r"^(index|vectors|items)-(\d{6,})\.(bin|npy|json)$")
 _ID_RE = re.compile(r"^m_([0-9a-f]{4,})$")
 # Extra neighbours asked of hnswlib beyond k, so that exact re-scoring can break ties by id (free while k + slack
@@ -528,9 +529,9 @@ def _file_record(path: Path) -> dict[str, Any]:
 
 def _write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
     """Atomically make ``manifest`` the store's manifest: write a temp file, fsync, ``os.replace``, fsync the dir."""
-    tmp = directory / (_MANIFEST + ".tmp")
+    tmp = directory / (MANIFEST + ".tmp")
     _write_bytes(tmp, json.dumps(manifest, indent=1).encode("ascii"))
-    os.replace(tmp, directory / _MANIFEST)
+    os.replace(tmp, directory / MANIFEST)
     _fsync_dir(directory)
 
 
@@ -542,6 +543,116 @@ def _generation_files(directory: Path) -> dict[str, int]:
         if m:
             found[entry.name] = int(m.group(2))
     return found
+
+
+def _capacity_limit(config: StoreConfig, id_counter: int) -> int:
+    """The largest capacity a store with these settings and this many ids issued can have reached.
+
+    Capacity only grows, geometrically, when an add needs a slot (and every slot ever used took an id), so it
+    stays below ``growth * id_counter``; 2**20 slots (a few tens of MB) are allowed whatever the history, which
+    covers stores whose settings were changed on load. It bounds what a load allocates.
+    """
+    return max(config.initial_capacity, math.ceil(max(config.growth, 2.0) * (id_counter + 1)), 1 << 20)
+
+
+def _verified_files(
+    directory: Path, files: Mapping[str, Any], fail: Callable[..., StoreFormatError]
+) -> dict[str, Path]:
+    """The index, vectors and items files the manifest names, each checked against its size and sha256."""
+    paths: dict[str, Path] = {}
+    for role in ("index", "vectors", "items"):
+        rec = files.get(role)
+        if not isinstance(rec, dict) or not {"name", "bytes", "sha256"} <= set(rec):
+            raise fail(f"{MANIFEST} lacks a name/bytes/sha256 record for the {role} file")
+        if not isinstance(rec["name"], str) or _GEN_FILE_RE.match(rec["name"]) is None:
+            raise fail(f"the {role} file name {rec['name']!r:.80} is not a store file name")
+        p = directory / rec["name"]
+        if not p.is_file():
+            raise _FilesGone(fail(f"the {role} file {rec['name']!r} is missing"))
+        size = p.stat().st_size
+        if size != rec["bytes"]:
+            raise fail(
+                f"the {role} file {rec['name']!r} has {size} bytes, the manifest says {rec['bytes']!r:.40} "
+                "(truncated or overwritten)"
+            )
+        digest = _file_record(p)["sha256"]
+        if digest != rec["sha256"]:
+            raise fail(
+                f"the {role} file {rec['name']!r} has sha256 {digest[:12]}..., the manifest says "
+                f"{str(rec['sha256'])[:12]}... (corrupted or altered)"
+            )
+        paths[role] = p
+    return paths
+
+
+def _read_items(path: Path, fail: Callable[..., StoreFormatError]) -> dict[str, MemoryItem]:
+    try:
+        records = json.loads(path.read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise fail(f"the items file is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise fail("the items file is nested too deeply to read") from None
+    if not isinstance(records, list):
+        raise fail("the items file must hold a JSON list")
+    try:
+        items = {item.id: item for item in (MemoryItem.from_dict(r) for r in records)}
+    except StoreFormatError:
+        raise
+    except (ConfigError, RecursionError) as exc:  # metadata that is not plain JSON, or absurdly deep
+        raise fail(f"an item record is invalid ({str(exc)[:200]})") from None
+    if len(items) != len(records):
+        raise fail("the items file repeats an id")
+    return items
+
+
+def _read_vectors(path: Path, next_label: int, dim: int, fail: Callable[..., StoreFormatError]) -> np.ndarray:
+    try:
+        vectors = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise fail(f"the vectors file is not a readable .npy ({exc})") from None
+    if vectors.dtype != np.float32 or vectors.shape != (next_label, dim) or not np.isfinite(vectors).all():
+        raise fail(
+            f"the vectors must be finite float32 of shape ({next_label}, {dim}), got {vectors.dtype} {vectors.shape}"
+        )
+    return np.asarray(vectors)
+
+
+def _read_index(
+    path: Path,
+    dim: int,
+    capacity: int,
+    next_label: int,
+    labels: Mapping[str, int],
+    fail: Callable[..., StoreFormatError],
+) -> hnswlib.Index:
+    """Load the hnswlib index and check that exactly the live labels are live in it (no bare KeyError later)."""
+    index = hnswlib.Index(space="cosine", dim=dim)
+    try:
+        index.load_index(str(path), max_elements=capacity)
+    except (RuntimeError, MemoryError) as exc:
+        raise fail(f"hnswlib could not read the index file ({exc})") from None
+    if index.element_count != next_label:
+        raise fail(f"the index holds {index.element_count} slots, the manifest says {next_label}")
+    live = sorted(labels.values())
+    try:
+        for start in range(0, len(live), 4096):  # get_items raises on a deleted label; chunks bound the copy
+            index.get_items(live[start : start + 4096])
+    except RuntimeError:
+        raise fail("a live item's slot is deleted in the index (the label map and the index disagree)") from None
+    for label in sorted(set(range(next_label)) - set(live)):
+        try:
+            index.get_items([label])
+        except RuntimeError:
+            continue  # a tombstone, as it should be
+        raise fail(f"slot {label} is live in the index but belongs to no item (the label map and the index disagree)")
+    return index
+
+
+class _FilesGone(StoreFormatError):
+    """A file the manifest names is missing: a concurrent save may have just replaced this generation."""
+
+    def __init__(self, error: StoreFormatError) -> None:
+        super().__init__(str(error))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1207,9 +1318,10 @@ class MemoryStore:
 
         The new generation's files (hnswlib index, vectors ``.npy``, items JSON) are written under new names and
         fsynced; then ``manifest.json`` (format, version, space, dim, index settings, embedder, id counter,
-        label map, and each file's size and sha256) atomically replaces the old one; then the directory is fsynced
-        and the previous generation's files are deleted. A crash at any point leaves the old or the new store
-        complete and loadable. Files in ``path`` that are not named like store files are left alone.
+        label map, each file's size and sha256, and a checksum sealing all of it) atomically replaces the old
+        one; then the directory is fsynced and the previous generation's files are deleted. A crash at any point
+        leaves the old or the new store complete and loadable, and :meth:`load` verifies the whole chain.
+        Files in ``path`` that are not named like store files are left alone.
         """
         directory = Path(path)
         if directory.exists() and not directory.is_dir():
@@ -1249,7 +1361,7 @@ class MemoryStore:
                 "labels": dict(s.labels),
                 "files": {role: _file_record(directory / name) for role, name in names.items()},
             }
-            _write_manifest(directory, manifest)
+            _write_manifest(directory, seal_manifest(manifest))
             keep = set(names.values())
             for name in _generation_files(directory):
                 if name not in keep:
@@ -1258,7 +1370,7 @@ class MemoryStore:
     @staticmethod
     def _manifest_generation(directory: Path) -> int:
         try:
-            gen = json.loads((directory / _MANIFEST).read_text(encoding="utf-8")).get("generation", 0)
+            gen = json.loads((directory / MANIFEST).read_text(encoding="utf-8")).get("generation", 0)
         except (OSError, ValueError, AttributeError):
             return 0
         return gen if _is_int(gen) else 0
@@ -1300,101 +1412,36 @@ class MemoryStore:
             self._s = state
 
     def _read(self, directory: Path, config: StoreConfig | None) -> tuple[_State, StoreConfig]:
+        """Read and check a saved store whole: the sealed manifest, every file's size and digest, then contents."""
         where = f"memory store at {str(directory)!r}"
 
         def fail(rule: str, fix: str = "save it again, or restore the directory from a backup") -> StoreFormatError:
             return StoreFormatError(f"{where}: {rule}; {fix}")
 
-        manifest_path = directory / _MANIFEST
+        manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
             raise fail(
-                f"no {_MANIFEST} found",
+                f"no {MANIFEST} found",
                 "pass the directory given to MemoryStore.save() (a save that never completed leaves no manifest)",
             )
-        try:
-            m = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise fail(f"{_MANIFEST} is not valid JSON ({exc})") from None
-        if not isinstance(m, dict) or m.get("format") != STORE_FORMAT:
-            raise fail(
-                f"{_MANIFEST} must have format {STORE_FORMAT!r}, got {m.get('format') if isinstance(m, dict) else m!r:.80}"
-            )
-        if m.get("version") != STORE_FORMAT_VERSION:
-            raise fail(
-                f"format version must be {STORE_FORMAT_VERSION}, got {m.get('version')!r}",
-                "open it with the agemem-gym version that wrote it",
-            )
-        expected = {
-            "space": str, "dim": int, "M": int, "ef_construction": int, "ef_search": int, "embedder": str,
-            "config": dict, "id_counter": int, "capacity": int, "next_label": int, "rebuilds": int,
-            "labels": dict, "files": dict,
-        }  # fmt: skip
-        for key, kind in expected.items():
-            if key not in m:
-                raise fail(f"{_MANIFEST} lacks the field {key!r}")
-            if not isinstance(m[key], kind) or isinstance(m[key], bool):
-                raise fail(f"{_MANIFEST} field {key!r} must be {kind.__name__}, got {m[key]!r:.80}")
-        if m["space"] != "cosine":
-            raise fail(f"space must be 'cosine', got {m['space']!r}")
-        self._check_embedder(m["dim"], m["embedder"], where)
-        try:
-            saved_config = StoreConfig.from_dict(m["config"])
-        except (ConfigError, TypeError) as exc:
-            raise fail(f"its saved settings are invalid ({exc})") from None
-        paths: dict[str, Path] = {}
-        for role in ("index", "vectors", "items"):
-            rec = m["files"].get(role)
-            if not isinstance(rec, dict) or not {"name", "bytes", "sha256"} <= set(rec):
-                raise fail(f"{_MANIFEST} lacks a name/bytes/sha256 record for the {role} file")
-            if not isinstance(rec["name"], str) or _GEN_FILE_RE.match(rec["name"]) is None:
-                raise fail(f"the {role} file name {rec['name']!r} is not a store file name")
-            p = directory / rec["name"]
-            if not p.is_file():
-                raise fail(f"the {role} file {rec['name']!r} is missing")
-            size = p.stat().st_size
-            if size != rec["bytes"]:
-                raise fail(
-                    f"the {role} file {rec['name']!r} has {size} bytes, the manifest says {rec['bytes']} "
-                    "(truncated or overwritten)"
-                )
-            digest = _file_record(p)["sha256"]
-            if digest != rec["sha256"]:
-                raise fail(
-                    f"the {role} file {rec['name']!r} has sha256 {digest[:12]}..., the manifest says "
-                    f"{str(rec['sha256'])[:12]}... (corrupted or altered)"
-                )
-            paths[role] = p
-        try:
-            records = json.loads(paths["items"].read_text(encoding="ascii"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise fail(f"the items file is not valid JSON ({exc})") from None
-        if not isinstance(records, list):
-            raise fail("the items file must hold a JSON list")
-        items = {item.id: item for item in (MemoryItem.from_dict(r) for r in records)}
-        if len(items) != len(records):
-            raise fail("the items file repeats an id")
-        labels = m["labels"]
-        capacity, next_label, dim = m["capacity"], m["next_label"], self._dim
+        m = read_manifest(
+            manifest_path,
+            fmt=STORE_FORMAT,
+            version=STORE_FORMAT_VERSION,
+            fail=fail,
+            old_fix="open it with the agemem-gym version that wrote it (format 1 had no checksum and cannot be "
+            "verified: re-create such a store with this version)",
+        )
+        saved_config = self._check_manifest(m, where, fail)
+        paths = _verified_files(directory, m["files"], fail)
+        items = _read_items(paths["items"], fail)
+        labels, capacity, next_label, dim = m["labels"], m["capacity"], m["next_label"], self._dim
         _check_consistency(
             items, labels, counter=m["id_counter"], next_label=next_label, capacity=capacity, where=where
         )
-        try:
-            vectors = np.load(paths["vectors"], allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise fail(f"the vectors file is not a readable .npy ({exc})") from None
-        if vectors.dtype != np.float32 or vectors.shape != (next_label, dim) or not np.isfinite(vectors).all():
-            raise fail(
-                f"the vectors must be finite float32 of shape ({next_label}, {dim}), got "
-                f"{vectors.dtype} {vectors.shape}"
-            )
-        index = hnswlib.Index(space="cosine", dim=dim)
-        try:
-            index.load_index(str(paths["index"]), max_elements=capacity)
-        except RuntimeError as exc:
-            raise fail(f"hnswlib could not read the index file ({exc})") from None
-        if index.element_count != next_label:
-            raise fail(f"the index holds {index.element_count} slots, the manifest says {next_label}")
+        vectors = _read_vectors(paths["vectors"], next_label, dim, fail)
         use = config if config is not None else saved_config
+        index = _read_index(paths["index"], dim, capacity, next_label, labels, fail)
         index.set_ef(use.ef_search)  # ef is not saved by hnswlib (it loads as 10)
         full = np.zeros((capacity, dim), dtype=np.float32)
         full[:next_label] = vectors
@@ -1404,6 +1451,39 @@ class MemoryStore:
         if use.dedup.enabled:
             state.index_keys()
         return state, use
+
+    def _check_manifest(self, m: Mapping[str, Any], where: str, fail: Callable[..., StoreFormatError]) -> StoreConfig:
+        """Check the manifest's fields (types, space, dim, settings, capacity); returns the saved settings."""
+        expected = {
+            "space": str, "dim": int, "M": int, "ef_construction": int, "ef_search": int, "embedder": str,
+            "config": dict, "id_counter": int, "capacity": int, "next_label": int, "rebuilds": int,
+            "labels": dict, "files": dict,
+        }  # fmt: skip
+        for key, kind in expected.items():
+            if key not in m:
+                raise fail(f"{MANIFEST} lacks the field {key!r}")
+            if not isinstance(m[key], kind) or isinstance(m[key], bool):
+                raise fail(f"{MANIFEST} field {key!r} must be {kind.__name__}, got {m[key]!r:.80}")
+        if m["space"] != "cosine":
+            raise fail(f"space must be 'cosine', got {m['space']!r}")
+        self._check_embedder(m["dim"], m["embedder"], where)
+        try:
+            saved = StoreConfig.from_dict(m["config"])
+        except (ConfigError, TypeError) as exc:
+            raise fail(f"its saved settings are invalid ({exc})") from None
+        for key in ("M", "ef_construction", "ef_search"):
+            if m[key] != getattr(saved, key):
+                raise fail(f"{MANIFEST} field {key!r} is {m[key]}, but its saved settings say {getattr(saved, key)}")
+        for key in ("id_counter", "next_label", "rebuilds"):
+            if m[key] < 0:
+                raise fail(f"{MANIFEST} field {key!r} must be >= 0, got {m[key]}")
+        limit = _capacity_limit(saved, m["id_counter"])
+        if not m["next_label"] <= m["capacity"] <= limit:
+            raise fail(
+                f"capacity must be in [next_label={m['next_label']}, {limit}] (what the growth rule can reach for "
+                f"{m['id_counter']} ids), got {m['capacity']}"
+            )
+        return saved
 
 
 # ---------------------------------------------------------------------------------------------------------------

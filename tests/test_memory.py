@@ -15,6 +15,7 @@ import pytest
 
 import agemem_gym
 from agemem_gym import dedup, embedders, memory
+from agemem_gym._store_files import manifest_digest, seal_manifest
 from agemem_gym.embedders import CallableEmbedder, HashingEmbedder
 from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError
 from agemem_gym.memory import (
@@ -639,7 +640,8 @@ def test_save_writes_manifest_and_one_generation(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["README.txt", "index-000002.bin", "items-000002.json", "manifest.json", "vectors-000002.npy"]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["format"] == "agemem-gym-memory-store" and manifest["version"] == 1
+    assert manifest["format"] == "agemem-gym-memory-store" and manifest["version"] == 2
+    assert manifest["checksum"] == manifest_digest(manifest) and list(manifest)[-1] == "checksum"
     assert (manifest["space"], manifest["dim"], manifest["embedder"], manifest["id_counter"]) == (
         "cosine",
         256,
@@ -691,14 +693,22 @@ def corrupt(directory: Path, how: str) -> None:
         vectors.write_bytes(bytes(data))
     elif how == "delete":
         vectors.unlink()
-    elif how == "no_dim":
-        del manifest["dim"]
+    elif how == "edited":  # one label changed by hand: the seal breaks
+        manifest["labels"]["m_0001"] = 2
         manifest_path.write_text(json.dumps(manifest))
+    elif how == "no_dim":  # the edits below re-seal the manifest, as a forger would: deeper checks still hold
+        del manifest["dim"]
+        manifest_path.write_text(json.dumps(seal_manifest(manifest)))
     elif how == "bad_labels":
         manifest["labels"]["m_0001"] = 99
-        manifest_path.write_text(json.dumps(manifest))
+        manifest_path.write_text(json.dumps(seal_manifest(manifest)))
+    elif how == "capacity":
+        manifest["capacity"] = 10**12
+        manifest_path.write_text(json.dumps(seal_manifest(manifest)))
+    elif how == "deep":
+        manifest_path.write_text("[" * 100_000 + "]" * 100_000)
     elif how == "version":
-        manifest["version"] = 2
+        manifest["version"] = 1
         manifest_path.write_text(json.dumps(manifest))
     elif how == "not_json":
         manifest_path.write_text("{not json")
@@ -712,9 +722,12 @@ def corrupt(directory: Path, how: str) -> None:
         ("truncate", r"the vectors file 'vectors-000001.npy' has \d+ bytes, the manifest says \d+ \(truncated"),
         ("flip", r"the vectors file 'vectors-000001.npy' has sha256 [0-9a-f]{12}\.\.\., the manifest says"),
         ("delete", r"the vectors file 'vectors-000001.npy' is missing"),
+        ("edited", r"manifest.json fails its checksum \(recorded 'sha256:[0-9a-f]{12}', computed 'sha256:.*edited or"),
         ("no_dim", r"manifest.json lacks the field 'dim'"),
         ("bad_labels", r"labels must be distinct ints in \[0, next_label=4\)"),
-        ("version", r"format version must be 1, got 2; open it with the agemem-gym version that wrote it"),
+        ("capacity", r"capacity must be in \[next_label=4, 1048576\] .* got 1000000000000"),
+        ("deep", r"manifest.json is nested too deeply to be a manifest"),
+        ("version", r"format version must be 2, got 1; open it with the agemem-gym version that wrote it"),
         ("not_json", r"manifest.json is not valid JSON"),
         ("no_manifest", r"no manifest.json found; pass the directory given to MemoryStore.save\(\)"),
     ],
@@ -731,6 +744,76 @@ def test_corrupt_store_raises_and_leaves_the_target_unchanged(tmp_path, how, mes
         MemoryStore.load(tmp_path)
     assert (list(target), target.stats()) == before
     assert target.add("still works").item.id == "m_0003"
+
+
+def test_a_label_moved_onto_a_tombstone_is_refused_even_when_resealed(tmp_path):
+    """A forged label map that points a live item at a deleted slot is a StoreFormatError, not a KeyError later."""
+    store = filled(5)
+    store.delete("m_0002")  # slot 1 becomes a tombstone (1 of 5: below the rebuild ratio)
+    store.save(tmp_path)
+    path = tmp_path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["labels"]["m_0003"] = 1
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(StoreFormatError, match="fails its checksum"):
+        MemoryStore.load(tmp_path)
+    path.write_text(json.dumps(seal_manifest(manifest)))
+    with pytest.raises(StoreFormatError, match=r"a live item's slot is deleted in the index"):
+        MemoryStore.load(tmp_path)
+
+
+def _same_store(a: MemoryStore, b: MemoryStore) -> bool:
+    queries = ["Nobel prize", "capital of France", "bridge 1841", "note 3"]
+    return (
+        [i.to_dict() for i in a] == [i.to_dict() for i in b]
+        and a.config == b.config
+        and a.stats() == b.stats()
+        and a.search_many(queries, top_k=4) == b.search_many(queries, top_k=4)
+    )
+
+
+def test_every_single_byte_manifest_mutation_is_refused_or_changes_nothing(tmp_path):
+    """Each byte of the manifest, changed five ways (about 5,500 mutations), either raises StoreFormatError or
+    loads a store identical to the saved one (items, settings, counters, search results): never anything else."""
+    store = filled(6, dedup=DedupConfig("merge"), ef_search=64)
+    store.delete("m_0002")
+    store.save(tmp_path)
+    path = tmp_path / "manifest.json"
+    original = path.read_bytes()
+    target = MemoryStore("hash")
+    refused = same = 0
+    fd = os.open(path, os.O_RDWR)
+    try:
+        for i, b in enumerate(original):
+            for new in {b ^ 0x01, b ^ 0x02, b ^ 0x10, b ^ 0x40, ord(" ") if b != 0x20 else ord("0")}:
+                os.pwrite(fd, bytes([new]), i)  # one byte changed in place
+                try:
+                    target.load_into(tmp_path)
+                except StoreFormatError:
+                    refused += 1
+                    continue
+                assert _same_store(target, store), (i, original[max(0, i - 20) : i + 20], new)
+                same += 1
+            os.pwrite(fd, bytes([b]), i)
+    finally:
+        os.close(fd)
+    assert refused + same > 5000 and same > 0  # whitespace edits load the same store
+
+
+def test_any_byte_changed_in_a_data_file_is_refused(tmp_path):
+    """A byte changed anywhere in the index, vectors or items file (64 positions each) is a StoreFormatError."""
+    filled(6).save(tmp_path)
+    target = MemoryStore("hash")
+    for name in sorted(p.name for p in tmp_path.glob("*-000001.*")):
+        path = tmp_path / name
+        data = path.read_bytes()
+        for i in np.linspace(0, len(data) - 1, 64).astype(int).tolist():
+            path.write_bytes(data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :])
+            with pytest.raises(StoreFormatError, match="corrupted or altered"):
+                target.load_into(tmp_path)
+        path.write_bytes(data)
+    target.load_into(tmp_path)
+    assert len(target) == 6
 
 
 def test_dim_mismatch_on_load_names_both_dims_and_the_fix(tmp_path):
