@@ -37,7 +37,7 @@ then id, so the approximate path and the exact fallback order ties the same way.
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import logging
 import math
@@ -53,10 +53,19 @@ from typing import Any, Literal
 import hnswlib
 import numpy as np
 
-from agemem_gym._store_files import MANIFEST, read_manifest, seal_manifest
+from agemem_gym._store_files import (
+    MANIFEST,
+    MANIFEST_TMP,
+    GenerationWriter,
+    read_manifest,
+    seal_manifest,
+    sha256_file,
+    sweep,
+    write_error,
+)
 from agemem_gym.dedup import DedupConfig, find_duplicate, normalise_text
 from agemem_gym.embedders import Embedder, make_embedder
-from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError
+from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError, StoreWriteError
 
 __all__ = [
     "STORE_FORMAT",
@@ -492,47 +501,29 @@ def _check_consistency(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as fh:
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (not possible on Windows, where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def _file_record(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"name": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    size, digest = sha256_file(path)
+    return {"name": path.name, "bytes": size, "sha256": digest}
 
 
-def _write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
-    """Atomically make ``manifest`` the store's manifest: write a temp file, fsync, ``os.replace``, fsync the dir."""
-    tmp = directory / (MANIFEST + ".tmp")
-    _write_bytes(tmp, json.dumps(manifest, indent=1).encode("ascii"))
-    os.replace(tmp, directory / MANIFEST)
-    _fsync_dir(directory)
+def _npy_header(array: np.ndarray) -> bytes:
+    """The ``.npy`` (format 1.0) header of ``array``: with its raw bytes after it, the file ``np.save`` writes."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(array))
+    return buf.getvalue()
+
+
+def _is_store_file(name: str) -> bool:
+    return _GEN_FILE_RE.match(name) is not None or name == MANIFEST_TMP
+
+
+def _saved_generation(directory: Path) -> int:
+    """The generation the manifest in ``directory`` names (0 when there is no readable manifest)."""
+    try:
+        gen = json.loads((directory / MANIFEST).read_bytes().decode("utf-8")).get("generation", 0)
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return 0
+    return gen if _is_int(gen) and gen >= 0 else 0
 
 
 def _generation_files(directory: Path) -> dict[str, int]:
@@ -653,6 +644,29 @@ class _FilesGone(StoreFormatError):
 
     def __init__(self, error: StoreFormatError) -> None:
         super().__init__(str(error))
+
+
+def _save_index(index: hnswlib.Index, path: Path) -> None:
+    """hnswlib's ``save_index`` (it reports no write errors: :meth:`MemoryStore.save` reads the file back)."""
+    index.save_index(str(path))
+
+
+def _reload_index(path: Path, dim: int, capacity: int, next_label: int, ef: int, where: str) -> hnswlib.Index:
+    """The index just written to ``path``, loaded back (hnswlib checks the file's layout against its size)."""
+    index = hnswlib.Index(space="cosine", dim=dim)
+    try:
+        index.load_index(str(path), max_elements=capacity)
+    except (RuntimeError, MemoryError) as exc:
+        raise StoreWriteError(
+            f"{where}: the index file {path.name!r} does not read back ({exc}): a short or failed write (is the disk "
+            "full?). Nothing of this save is left behind; free space and save again"
+        ) from None
+    if index.element_count != next_label:
+        raise StoreWriteError(
+            f"{where}: the index file {path.name!r} reads back {index.element_count} slots, not {next_label}"
+        )
+    index.set_ef(ef)
+    return index
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1316,64 +1330,79 @@ class MemoryStore:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save the store into the directory ``path`` (created if missing), atomically and crash-safely.
 
-        The new generation's files (hnswlib index, vectors ``.npy``, items JSON) are written under new names and
-        fsynced; then ``manifest.json`` (format, version, space, dim, index settings, embedder, id counter,
-        label map, each file's size and sha256, and a checksum sealing all of it) atomically replaces the old
-        one; then the directory is fsynced and the previous generation's files are deleted. A crash at any point
-        leaves the old or the new store complete and loadable, and :meth:`load` verifies the whole chain.
-        Files in ``path`` that are not named like store files are left alone.
+        The new generation's files (hnswlib index, vectors ``.npy``, items JSON) are written under new names,
+        fsynced and read back against what was meant to be written (hnswlib reports no write errors, so the index
+        is also reloaded from its file); then ``manifest.json`` (format, version, space, dim, index settings,
+        embedder, id counter, label map, each file's size and sha256, and a checksum sealing all of it)
+        atomically replaces the old one; then the directory is fsynced and the previous generation's files are
+        deleted. A crash at any point leaves the old or the new store complete and loadable, and a save that
+        fails removes every file it created. After a save this store continues exactly as a store loaded from
+        ``path`` does. Files in ``path`` that are not named like store files are left alone.
+
+        Raises:
+            ConfigError: ``path`` is a file.
+            StoreWriteError: A file could not be written or reads back wrong (a read-only directory, a full disk);
+                nothing of this save is left behind and the previously saved store is intact.
         """
         directory = Path(path)
+        where = f"memory store at {str(directory)!r}"
         if directory.exists() and not directory.is_dir():
             raise ConfigError(f"'path' must be a directory for the store's files, got the file {str(directory)!r}")
-        directory.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            s = self._s
-            gen = 1 + max([*_generation_files(directory).values(), self._manifest_generation(directory)])
-            names = {
-                "index": f"index-{gen:06d}.bin",
-                "vectors": f"vectors-{gen:06d}.npy",
-                "items": f"items-{gen:06d}.json",
-            }
-            s.index.save_index(str(directory / names["index"]))
-            _fsync_file(directory / names["index"])
-            with open(directory / names["vectors"], "wb") as fh:
-                np.save(fh, s.vectors[: s.next_label], allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            items = [item.to_dict() for item in s.items.values()]
-            _write_bytes(directory / names["items"], json.dumps(items, ensure_ascii=True).encode("ascii"))
-            manifest = {
-                "format": STORE_FORMAT,
-                "version": STORE_FORMAT_VERSION,
-                "generation": gen,
-                "space": "cosine",
-                "dim": self._dim,
-                "M": self._config.M,
-                "ef_construction": self._config.ef_construction,
-                "ef_search": self._config.ef_search,
-                "embedder": self._embedder.name,
-                "config": self._config.to_dict(),
-                "id_counter": s.counter,
-                "capacity": s.capacity,
-                "next_label": s.next_label,
-                "rebuilds": s.rebuilds,
-                "labels": dict(s.labels),
-                "files": {role: _file_record(directory / name) for role, name in names.items()},
-            }
-            _write_manifest(directory, seal_manifest(manifest))
-            keep = set(names.values())
-            for name in _generation_files(directory):
-                if name not in keep:
-                    (directory / name).unlink(missing_ok=True)
-
-    @staticmethod
-    def _manifest_generation(directory: Path) -> int:
         try:
-            gen = json.loads((directory / MANIFEST).read_text(encoding="utf-8")).get("generation", 0)
-        except (OSError, ValueError, AttributeError):
-            return 0
-        return gen if _is_int(gen) else 0
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(where, "its directory", exc) from None
+        with self._lock:
+            gen = 1 + max([*_generation_files(directory).values(), _saved_generation(directory)])
+            files = GenerationWriter(directory, where)
+            try:
+                manifest, index = self._write_generation(files, gen)
+                files.write_manifest(seal_manifest(manifest))
+            except BaseException as exc:
+                if _saved_generation(directory) == gen:
+                    raise  # interrupted after the manifest switched: the save is complete, keep its files
+                files.discard()
+                if isinstance(exc, OSError) and not isinstance(exc, StoreWriteError):
+                    raise write_error(where, "the store", exc) from exc
+                raise
+            # hnswlib does not save its level generator: continue on the reloaded index, as a loaded copy will.
+            self._s.index = index
+            sweep(directory, {MANIFEST, *(rec["name"] for rec in manifest["files"].values())}, _is_store_file, where)
+
+    def _write_generation(self, files: GenerationWriter, gen: int) -> tuple[dict[str, Any], hnswlib.Index]:
+        """Write and verify generation ``gen``'s data files; returns the manifest body and the reloaded index."""
+        s = self._s
+        names = {"index": f"index-{gen:06d}.bin", "vectors": f"vectors-{gen:06d}.npy", "items": f"items-{gen:06d}.json"}
+        index_path = files.create(names["index"])
+        expected = int(s.index.index_file_size())
+        _save_index(s.index, index_path)
+        records = {"index": files.seal(names["index"], expected)}
+        index = _reload_index(index_path, self._dim, s.capacity, s.next_label, int(s.index.ef), files.where)
+        vectors = np.ascontiguousarray(s.vectors[: s.next_label])
+        records["vectors"] = files.write(
+            names["vectors"], [_npy_header(vectors), vectors.reshape(-1).view(np.uint8).data]
+        )
+        items = json.dumps([item.to_dict() for item in s.items.values()], ensure_ascii=True).encode("ascii")
+        records["items"] = files.write(names["items"], [items])
+        manifest = {
+            "format": STORE_FORMAT,
+            "version": STORE_FORMAT_VERSION,
+            "generation": gen,
+            "space": "cosine",
+            "dim": self._dim,
+            "M": self._config.M,
+            "ef_construction": self._config.ef_construction,
+            "ef_search": self._config.ef_search,
+            "embedder": self._embedder.name,
+            "config": self._config.to_dict(),
+            "id_counter": s.counter,
+            "capacity": s.capacity,
+            "next_label": s.next_label,
+            "rebuilds": s.rebuilds,
+            "labels": dict(s.labels),
+            "files": records,
+        }
+        return manifest, index
 
     @classmethod
     def load(

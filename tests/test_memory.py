@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import doctest
+import errno
 import json
 import os
 import pickle
 import re
+import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -14,10 +18,10 @@ import numpy as np
 import pytest
 
 import agemem_gym
-from agemem_gym import dedup, embedders, memory
+from agemem_gym import _store_files, dedup, embedders, memory
 from agemem_gym._store_files import manifest_digest, seal_manifest
 from agemem_gym.embedders import CallableEmbedder, HashingEmbedder
-from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError
+from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError, StoreWriteError
 from agemem_gym.memory import (
     DedupConfig,
     MemoryItem,
@@ -659,25 +663,89 @@ def test_save_into_a_file_path_is_a_config_error(tmp_path):
         filled(1).save(tmp_path / "f")
 
 
-@pytest.mark.parametrize("crash_at", ["_write_manifest", "os.replace"])
-def test_crash_mid_save_keeps_the_previous_store(tmp_path, monkeypatch, crash_at):
-    """A save that dies after writing its files but before the manifest switch leaves the old store loadable."""
+def _fail_writing(prefix: str, exc: BaseException):
+    """A GenerationWriter.write that raises ``exc`` for files whose name starts with ``prefix``."""
+    original = _store_files.GenerationWriter.write
+
+    def write(self, name, chunks):
+        if name.startswith(prefix):
+            raise exc
+        return original(self, name, chunks)
+
+    return write
+
+
+def _short_on_disk(prefix: str):
+    """A GenerationWriter.seal that first cuts the file short on disk, as a full disk does behind hnswlib's back."""
+    original = _store_files.GenerationWriter.seal
+
+    def seal(self, name, size, sha256=None):
+        if name.startswith(prefix):
+            path = self.directory / name
+            path.write_bytes(path.read_bytes()[: size // 2])
+        return original(self, name, size, sha256)
+
+    return seal
+
+
+def _truncating_save_index(index, path):
+    index.save_index(str(path))
+    path.write_bytes(path.read_bytes()[:-100])  # what ENOSPC does to hnswlib's unchecked ofstream
+
+
+SAVE_FAULTS = {
+    "read_only": (
+        "os.open",
+        lambda real: lambda *a, **k: (_ for _ in ()).throw(PermissionError(errno.EACCES, "Permission denied")),
+    ),
+    "index_written_short": ("_save_index", lambda real: _truncating_save_index),
+    "index_short_on_disk": ("seal", lambda real: _short_on_disk("index-")),
+    "vectors_disk_full": ("write", lambda real: _fail_writing("vectors-", OSError(errno.ENOSPC, "No space left"))),
+    "vectors_short_on_disk": ("seal", lambda real: _short_on_disk("vectors-")),
+    "items_disk_full": ("write", lambda real: _fail_writing("items-", OSError(errno.ENOSPC, "No space left"))),
+    "manifest_disk_full": ("write", lambda real: _fail_writing("manifest", OSError(errno.ENOSPC, "No space left"))),
+    "manifest_replace": ("os.replace", lambda real: lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EIO, "I/O"))),
+    "interrupted": ("write", lambda real: _fail_writing("items-", KeyboardInterrupt())),
+}
+
+
+@pytest.mark.parametrize("fault", list(SAVE_FAULTS))
+def test_a_failed_save_leaves_nothing_behind_and_later_saves_work(tmp_path, monkeypatch, fault):
+    """Whatever fails mid-save (a read-only directory, a full disk, a short write hnswlib does not report, an
+    interrupt), the error is clear, the directory holds exactly the previous store, and the next save works."""
     store = filled(3)
     store.save(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
     store.add("written after the first save")
-    if crash_at == "os.replace":
-        monkeypatch.setattr(memory.os, "replace", lambda *a, **k: (_ for _ in ()).throw(OSError("power cut")))
-    else:
-        monkeypatch.setattr(memory, "_write_manifest", lambda *a, **k: (_ for _ in ()).throw(OSError("power cut")))
-    with pytest.raises(OSError, match="power cut"):
+    where, make = SAVE_FAULTS[fault]
+    target = {
+        "os.open": (_store_files.os, "open"),
+        "os.replace": (_store_files.os, "replace"),
+        "_save_index": (memory, "_save_index"),
+        "seal": (_store_files.GenerationWriter, "seal"),
+        "write": (_store_files.GenerationWriter, "write"),
+    }[where]
+    monkeypatch.setattr(*target, make(getattr(*target)))
+    expected = KeyboardInterrupt if fault == "interrupted" else StoreWriteError
+    with pytest.raises(expected) as err:
         store.save(tmp_path)
     monkeypatch.undo()
-    assert any(p.name.startswith("index-000002") for p in tmp_path.iterdir())
-    loaded = MemoryStore.load(tmp_path)
-    assert loaded.ids() == ["m_0001", "m_0002", "m_0003"]
-    store.save(tmp_path)  # the next save completes and sweeps the orphaned generation
-    assert MemoryStore.load(tmp_path).ids() == store.ids()
-    assert sorted(p.name for p in tmp_path.iterdir())[0] == "index-000003.bin"
+    if expected is StoreWriteError:
+        assert "Nothing of this save is left behind" in str(err.value) and isinstance(err.value, OSError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert MemoryStore.load(tmp_path).ids() == ["m_0001", "m_0002", "m_0003"]
+    one = MemoryStore()
+    one.add("a one-item store")
+    one.save(tmp_path)
+    assert MemoryStore.load(tmp_path).ids() == ["m_0001"]
+
+
+def test_read_only_message_names_the_cause(tmp_path, monkeypatch):
+    """A save into a read-only directory says so (no FileNotFoundError from deep inside)."""
+    filled(1).save(tmp_path)
+    monkeypatch.setattr(_store_files.os, "open", SAVE_FAULTS["read_only"][1](None))
+    with pytest.raises(StoreWriteError, match=r"could not write 'index-000002.bin': the directory is not writable"):
+        filled(2).save(tmp_path)
 
 
 def corrupt(directory: Path, how: str) -> None:
@@ -924,3 +992,132 @@ def test_restore_unpickles_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in (pickle.dumps(_Boom()), {**snap["index"], "data_level0": _Boom()}):
         with pytest.raises(StoreFormatError, match="index"):
             replica.restore({**snap, "index": bad})
+
+
+_FULL_DISK_CHILD = """
+import json, os, resource, signal, sys
+from agemem_gym.errors import StoreWriteError
+from agemem_gym.memory import MemoryStore
+directory = sys.argv[1]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, writes fail with EFBIG instead of killing us
+big = MemoryStore("hash")
+big.add_many([f"fact {i} about topic {i % 7}" for i in range(400)])
+small = MemoryStore("hash")
+small.add("one fact")
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))  # no file may grow past 64 KiB: a full disk
+out = {}
+try:
+    big.save(directory)
+    out["big"] = "saved"
+except StoreWriteError as exc:
+    out["big"] = "StoreWriteError: " + str(exc)
+except Exception as exc:
+    out["big"] = f"{type(exc).__name__}: {exc}"
+out["after_big"] = sorted(os.listdir(directory))
+small.save(directory)  # a one-item store still fits
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+out["after_small"] = sorted(os.listdir(directory))
+out["loaded"] = MemoryStore.load(directory).ids()
+print(json.dumps(out))
+"""
+
+
+def test_a_real_short_write_is_caught_and_cleaned_up(tmp_path):
+    """Under a 64 KiB file-size limit (how a full disk looks to hnswlib, which never checks its writes) a large
+    save fails with StoreWriteError and leaves nothing behind; a one-item save then succeeds and loads."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_CHILD, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["big"].startswith("StoreWriteError: ") and "short or failed write" in out["big"], out["big"]
+    assert [n for n in out["after_big"] if n != "store.lock"] == []
+    assert [n for n in out["after_small"] if n != "store.lock"] == [
+        "index-000001.bin",
+        "items-000001.json",
+        "manifest.json",
+        "vectors-000001.npy",
+    ]
+    assert out["loaded"] == ["m_0001"]
+
+
+_READ_ONLY_CHILD = """
+import sys
+from agemem_gym.errors import StoreWriteError
+from agemem_gym.memory import MemoryStore
+store = MemoryStore("hash")
+store.add("a fact")
+try:
+    store.save(sys.argv[1])
+except StoreWriteError as exc:
+    print("StoreWriteError:", exc)
+except Exception as exc:
+    print(type(exc).__name__ + ":", exc)
+"""
+
+
+def test_a_real_read_only_directory_is_a_clear_store_write_error(tmp_path):
+    """Saving into a directory the process cannot write raises StoreWriteError saying so, and the store saved
+    there before still loads (as root the save runs as 'nobody', since root writes anywhere)."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="agemem-ro-"))
+    try:
+        base.chmod(0o755)
+        directory = base / "store"
+        filled(2).save(directory)
+        directory.chmod(0o555)
+        kwargs: dict = {}
+        if os.geteuid() == 0:
+            kwargs = {"user": 65534, "group": 65534, "env": {**os.environ, "HOME": str(base)}}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", _READ_ONLY_CHILD, str(directory)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                **kwargs,
+            )
+        except PermissionError:
+            pytest.skip("running as root, and the interpreter is not reachable as user nobody to drop root")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("StoreWriteError:") and "not writable" in done.stdout, done.stdout
+        assert MemoryStore.load(directory).ids() == ["m_0001", "m_0002"]
+    finally:
+        directory.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_save_never_writes_through_a_planted_temp_symlink(tmp_path):
+    """A symlink planted as manifest.json.tmp is replaced, not written through: nothing outside changes."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    directory = tmp_path / "store"
+    directory.mkdir()
+    (directory / "manifest.json.tmp").symlink_to(outside)
+    filled(2).save(directory)
+    assert outside.read_text() == "precious"
+    assert MemoryStore.load(directory).ids() == ["m_0001", "m_0002"]
+    assert not (directory / "manifest.json.tmp").exists()
+
+
+def test_a_cleanup_error_after_the_commit_is_a_warning_not_a_failure(tmp_path, monkeypatch):
+    """Once the new manifest is in place the save has succeeded: failing to delete old files only warns."""
+    store = filled(2)
+    store.save(tmp_path)
+    store.add("third")
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.name.endswith("-000001.bin"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.warns(UserWarning, match=r"saved, but could not remove the old file 'index-000001.bin'"):
+        store.save(tmp_path)
+    monkeypatch.undo()
+    assert MemoryStore.load(tmp_path).ids() == ["m_0001", "m_0002", "m_0003"]
+    store.save(tmp_path)  # the next save sweeps it
+    assert not (tmp_path / "index-000001.bin").exists()

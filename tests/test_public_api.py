@@ -106,7 +106,15 @@ PUBLIC: dict[str, set[str]] = {
         "hybrid_similarity",
         "make_token_counter",
     },
-    "agemem_gym.errors": {"AgeMemError", "ConfigError", "DataError", "MemoryNotFoundError", "StoreFormatError"},
+    "agemem_gym.errors": {
+        "AgeMemError",
+        "ConfigError",
+        "DataError",
+        "MemoryNotFoundError",
+        "StoreFormatError",
+        "StoreLockedError",
+        "StoreWriteError",
+    },
     "agemem_gym.task": {"Paragraph", "SupportingFact", "Task", "TaskSuite"},
     "agemem_gym.spaces": {"UnicodeText"},
     "agemem_gym.recorder": {
