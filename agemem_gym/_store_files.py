@@ -19,14 +19,16 @@ import errno
 import hashlib
 import json
 import os
+import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from agemem_gym.errors import StoreWriteError
+from agemem_gym.errors import StoreLockedError, StoreWriteError
 
 __all__ = [
+    "LOCK_FILE",
     "MANIFEST",
     "MANIFEST_TMP",
     "GenerationWriter",
@@ -37,6 +39,7 @@ __all__ = [
     "sha256_file",
     "sweep",
     "write_error",
+    "writer_lock",
 ]
 
 MANIFEST = "manifest.json"
@@ -257,3 +260,54 @@ def sweep(directory: Path, keep: set[str], is_store_file: Callable[[str], bool],
                 f"{where}: saved, but could not remove the old file {name!r} ({exc}); the next save retries",
                 stacklevel=3,
             )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One writer per directory
+# ---------------------------------------------------------------------------------------------------------------
+
+LOCK_FILE = "store.lock"
+
+
+@contextlib.contextmanager
+def writer_lock(directory: Path, where: str) -> Iterator[None]:
+    """Hold the store directory's writer lock (``flock`` on ``store.lock``) for the duration of a save.
+
+    Two savers into one directory would pick the same generation number and delete each other's files; with
+    the lock, the second one fails at once with :class:`StoreLockedError` and the directory keeps a complete
+    store. The lock belongs to the open file, so it also separates threads of one process, and the system drops
+    it when a writer dies. The lock file itself stays (deleting it would let two writers lock different files).
+    """
+    path = directory / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        raise write_error(where, f"the lock file {LOCK_FILE!r}", exc) from None
+    try:
+        try:
+            _lock(fd)
+        except BlockingIOError:
+            raise StoreLockedError(
+                f"{where}: another save into this directory is in progress (it holds {LOCK_FILE!r}); wait for it "
+                "to finish and save again, or save into another directory"
+            ) from None
+        except OSError as exc:
+            raise write_error(where, f"a lock on {LOCK_FILE!r}", exc) from None
+        yield
+    finally:
+        os.close(fd)  # closing the file releases the lock
+
+
+def _lock(fd: int) -> None:
+    """Take an exclusive, non-blocking lock on ``fd``; ``BlockingIOError`` when another holder has it."""
+    if sys.platform == "win32":  # pragma: no cover - no fcntl on Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            raise BlockingIOError(str(exc)) from None
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

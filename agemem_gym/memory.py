@@ -62,6 +62,7 @@ from agemem_gym._store_files import (
     sha256_file,
     sweep,
     write_error,
+    writer_lock,
 )
 from agemem_gym.dedup import DedupConfig, find_duplicate, normalise_text
 from agemem_gym.embedders import Embedder, make_embedder
@@ -1339,8 +1340,13 @@ class MemoryStore:
         fails removes every file it created. After a save this store continues exactly as a store loaded from
         ``path`` does. Files in ``path`` that are not named like store files are left alone.
 
+        One directory has one writer at a time: a save holds an exclusive ``flock`` on ``store.lock`` in it, and a
+        second save into the same directory (another process or thread) fails at once instead of mixing files.
+        Loading takes no lock: it reads the generation the manifest names, and reads again if a save replaced it.
+
         Raises:
             ConfigError: ``path`` is a file.
+            StoreLockedError: Another save into ``path`` is in progress; nothing was written.
             StoreWriteError: A file could not be written or reads back wrong (a read-only directory, a full disk);
                 nothing of this save is left behind and the previously saved store is intact.
         """
@@ -1352,7 +1358,7 @@ class MemoryStore:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise write_error(where, "its directory", exc) from None
-        with self._lock:
+        with self._lock, writer_lock(directory, where):
             gen = 1 + max([*_generation_files(directory).values(), _saved_generation(directory)])
             files = GenerationWriter(directory, where)
             try:
@@ -1435,7 +1441,18 @@ class MemoryStore:
         Raises:
             StoreFormatError: As for :meth:`load`.
         """
-        state, saved_config = self._read(Path(path), config)
+        directory = Path(path)
+        for _ in range(3):
+            generation = _saved_generation(directory)
+            try:
+                state, saved_config = self._read(directory, config)
+                break
+            except _FilesGone:
+                # A concurrent save may have replaced the generation while we read it: read the new one.
+                if _saved_generation(directory) == generation:
+                    raise
+        else:
+            raise _FilesGone(StoreFormatError(f"memory store at {str(directory)!r}: it kept changing while read"))
         with self._lock:
             self._config = saved_config
             self._s = state

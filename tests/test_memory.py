@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ import agemem_gym
 from agemem_gym import _store_files, dedup, embedders, memory
 from agemem_gym._store_files import manifest_digest, seal_manifest
 from agemem_gym.embedders import CallableEmbedder, HashingEmbedder
-from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError, StoreWriteError
+from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError, StoreLockedError, StoreWriteError
 from agemem_gym.memory import (
     DedupConfig,
     MemoryItem,
@@ -642,7 +643,14 @@ def test_save_writes_manifest_and_one_generation(tmp_path):
     store.add("more")
     store.save(tmp_path)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["README.txt", "index-000002.bin", "items-000002.json", "manifest.json", "vectors-000002.npy"]
+    assert names == [
+        "README.txt",
+        "index-000002.bin",
+        "items-000002.json",
+        "manifest.json",
+        "store.lock",
+        "vectors-000002.npy",
+    ]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["format"] == "agemem-gym-memory-store" and manifest["version"] == 2
     assert manifest["checksum"] == manifest_digest(manifest) and list(manifest)[-1] == "checksum"
@@ -744,7 +752,9 @@ def test_read_only_message_names_the_cause(tmp_path, monkeypatch):
     """A save into a read-only directory says so (no FileNotFoundError from deep inside)."""
     filled(1).save(tmp_path)
     monkeypatch.setattr(_store_files.os, "open", SAVE_FAULTS["read_only"][1](None))
-    with pytest.raises(StoreWriteError, match=r"could not write 'index-000002.bin': the directory is not writable"):
+    with pytest.raises(
+        StoreWriteError, match=r"could not write the lock file 'store.lock': the directory is not writable"
+    ):
         filled(2).save(tmp_path)
 
 
@@ -1121,3 +1131,109 @@ def test_a_cleanup_error_after_the_commit_is_a_warning_not_a_failure(tmp_path, m
     assert MemoryStore.load(tmp_path).ids() == ["m_0001", "m_0002", "m_0003"]
     store.save(tmp_path)  # the next save sweeps it
     assert not (tmp_path / "index-000001.bin").exists()
+
+
+# -- one writer per directory ----------------------------------------------------------------------------------------
+
+
+def test_a_held_lock_makes_a_second_save_fail_at_once(tmp_path):
+    """While another writer holds store.lock, save raises StoreLockedError naming the fix and writes nothing."""
+    filled(2).save(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    held = _store_files.writer_lock(tmp_path, "other writer")
+    with held, pytest.raises(StoreLockedError, match=r"another save into this directory is in progress.*wait for it"):
+        filled(3).save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and "store.lock" in before
+    assert MemoryStore.load(tmp_path).ids() == ["m_0001", "m_0002"]
+
+
+def _racing_stores() -> tuple[MemoryStore, MemoryStore]:
+    a, b = MemoryStore("hash"), MemoryStore("hash")
+    a.add_many([f"store A fact {i}" for i in range(40)])
+    b.add_many([f"store B note {i}" for i in range(25)])
+    return a, b
+
+
+def _check_one_store(directory: Path, stores: tuple[MemoryStore, MemoryStore], outcomes: list[str]) -> None:
+    assert set(outcomes) <= {"saved", "locked"} and "saved" in outcomes, outcomes
+    loaded = MemoryStore.load(directory)
+    assert [i.content for i in loaded] in ([i.content for i in s] for s in stores)
+    generations = {m.group(2) for m in map(memory._GEN_FILE_RE.match, os.listdir(directory)) if m}
+    assert len(generations) == 1
+
+
+@pytest.fixture
+def no_fsync(monkeypatch):
+    """Durability is not what these tests race on: skip fsync so that 40 trials take a second, not several."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+
+
+def _outcome(action) -> str:
+    try:
+        action()
+        return "saved"
+    except StoreLockedError:
+        return "locked"
+    except Exception as exc:
+        return repr(exc)
+
+
+def _thread_trial(directory: Path, stores: tuple[MemoryStore, MemoryStore]) -> tuple[list[str], list[object]]:
+    """Two threads save ``stores`` into ``directory`` and a third loads it, all released by one barrier."""
+    barrier = threading.Barrier(3)
+    outcomes: list[str] = []
+    loads: list[object] = []
+
+    def save(store: MemoryStore) -> None:
+        barrier.wait()
+        outcomes.append(_outcome(lambda: store.save(directory)))
+
+    def load() -> None:
+        barrier.wait()
+        try:
+            loads.append(len(MemoryStore.load(directory)))
+        except Exception as exc:
+            loads.append(repr(exc))
+
+    threads = [threading.Thread(target=save, args=(s,)) for s in stores] + [threading.Thread(target=load)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes, loads
+
+
+def test_two_threads_saving_into_one_directory_never_lose_the_store(tmp_path, no_fsync):
+    """40 trials of two threads saving different stores into one directory at once, with a third thread loading:
+    every save succeeds or is refused as locked, every load succeeds, and one whole store is left."""
+    stores = _racing_stores()
+    for trial in range(40):
+        directory = tmp_path / f"t{trial}"
+        stores[trial % 2].save(directory)  # a previous store to protect
+        outcomes, loads = _thread_trial(directory, stores)
+        assert loads[0] in (40, 25), loads
+        _check_one_store(directory, stores, outcomes)
+
+
+def _save_in_child(store: MemoryStore, directory: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    results.put(_outcome(lambda: store.save(directory)))
+
+
+def test_two_processes_saving_into_one_directory_never_lose_the_store(tmp_path, no_fsync):
+    """10 trials of two processes saving different stores into one directory at once: one whole store is left."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    stores = _racing_stores()
+    for trial in range(10):
+        directory = tmp_path / f"p{trial}"
+        stores[trial % 2].save(directory)
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_save_in_child, args=(s, str(directory), barrier, results)) for s in stores]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0, 0]
+        _check_one_store(directory, stores, [results.get(timeout=10) for _ in procs])
