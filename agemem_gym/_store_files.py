@@ -19,12 +19,12 @@ import errno
 import hashlib
 import json
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from agemem_gym._locks import try_lock
 from agemem_gym.errors import StoreLockedError, StoreWriteError
 
 __all__ = [
@@ -285,7 +285,7 @@ def writer_lock(directory: Path, where: str) -> Iterator[None]:
         raise write_error(where, f"the lock file {LOCK_FILE!r}", exc) from None
     try:
         try:
-            _lock(fd)
+            try_lock(fd)
         except BlockingIOError:
             raise StoreLockedError(
                 f"{where}: another save into this directory is in progress (it holds {LOCK_FILE!r}); wait for it "
@@ -296,18 +296,3 @@ def writer_lock(directory: Path, where: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the file releases the lock
-
-
-def _lock(fd: int) -> None:
-    """Take an exclusive, non-blocking lock on ``fd``; ``BlockingIOError`` when another holder has it."""
-    if sys.platform == "win32":  # pragma: no cover - no fcntl on Windows
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError as exc:
-            raise BlockingIOError(str(exc)) from None
-    else:
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

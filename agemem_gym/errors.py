@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MemoryNotFoundError",
+    "RecordingLockedError",
     "StoreFormatError",
     "StoreLockedError",
     "StoreWriteError",
@@ -44,6 +45,10 @@ class StoreWriteError(AgeMemError, OSError):
 
 class StoreLockedError(StoreWriteError):
     """Another writer (a process or a thread) is saving into the same store directory right now."""
+
+
+class RecordingLockedError(AgeMemError, BlockingIOError):
+    """Another :class:`~agemem_gym.recorder.RecordEpisodes` (in this or another process) is writing the file."""
 
 
 class MemoryNotFoundError(AgeMemError, KeyError):
