@@ -560,7 +560,7 @@ def _verified_files(
             raise fail(f"the {role} file name {rec['name']!r:.80} is not a store file name")
         p = directory / rec["name"]
         if not p.is_file():
-            raise _FilesGone(fail(f"the {role} file {rec['name']!r} is missing"))
+            raise fail(f"the {role} file {rec['name']!r} is missing")
         size = p.stat().st_size
         if size != rec["bytes"]:
             raise fail(
@@ -638,13 +638,6 @@ def _read_index(
             continue  # a tombstone, as it should be
         raise fail(f"slot {label} is live in the index but belongs to no item (the label map and the index disagree)")
     return index
-
-
-class _FilesGone(StoreFormatError):
-    """A file the manifest names is missing: a concurrent save may have just replaced this generation."""
-
-    def __init__(self, error: StoreFormatError) -> None:
-        super().__init__(str(error))
 
 
 def _save_index(index: hnswlib.Index, path: Path) -> None:
@@ -1442,17 +1435,16 @@ class MemoryStore:
             StoreFormatError: As for :meth:`load`.
         """
         directory = Path(path)
-        for _ in range(3):
+        for attempt in range(3):
             generation = _saved_generation(directory)
             try:
                 state, saved_config = self._read(directory, config)
                 break
-            except _FilesGone:
-                # A concurrent save may have replaced the generation while we read it: read the new one.
-                if _saved_generation(directory) == generation:
+            except StoreFormatError:
+                # A concurrent save replaced the generation (and deleted its files) while we read it: read the
+                # new one. Damage that is really there does not change the generation, and is raised.
+                if attempt == 2 or _saved_generation(directory) == generation:
                     raise
-        else:
-            raise _FilesGone(StoreFormatError(f"memory store at {str(directory)!r}: it kept changing while read"))
         with self._lock:
             self._config = saved_config
             self._s = state
