@@ -142,6 +142,8 @@ class Task:
                 raise DataError(
                     f"record {rid!r}: field {key!r} must be a {typ.__name__}, got {type(record.get(key)).__name__}"
                 )
+        if not record["answer"].strip():
+            raise DataError(f"record {rid!r}: field 'answer' is empty; every question needs a gold answer")
         paragraphs: list[Paragraph] = []
         for i, item in enumerate(record["context"]):
             if (

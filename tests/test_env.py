@@ -555,3 +555,21 @@ def test_a_task_with_lone_surrogates_is_refused_before_any_reset() -> None:
         Task("t\ud800", "Where is T?", "here", (fact,), (Paragraph("T", ("T is here.",)),))
     with pytest.raises(ConfigError, match=r"paragraph 'T' holds lone UTF-16 surrogates"):
         Task("t0", "Where is T?", "here", (fact,), (Paragraph("T", ("T is \udfff.",)),))
+
+
+def test_async_make_vec_with_default_settings_is_a_clear_error() -> None:
+    """Async make_vec at Gymnasium's default shared_memory=True raises ConfigError naming the fix (before any
+    worker starts), instead of a worker dying on KeyError('['); with the fix it steps exactly like sync."""
+    import multiprocessing
+
+    with pytest.raises(ConfigError, match=r"pass vector_kwargs=\{'shared_memory': False\}"):
+        gym.make_vec("AgeMem-Synthetic-v0", num_envs=2, vectorization_mode="async")
+    assert multiprocessing.active_children() == []
+    action = tool_call(("Add_memory", {"content": "[brackets] and café"}))
+    results = []
+    for mode, kwargs in (("sync", {}), ("async", {"shared_memory": False})):
+        envs = gym.make_vec("AgeMem-Synthetic-v0", num_envs=2, vectorization_mode=mode, vector_kwargs=kwargs)
+        envs.reset(seed=0)
+        results.append(envs.step((action, action))[0])
+        envs.close()
+    assert results[0] == results[1] and "[brackets] and café" in results[0][0]
