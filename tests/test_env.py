@@ -525,25 +525,45 @@ _hostile = st.one_of(
             + "</tool_call>"
         )
     ),
-    st.sampled_from(list(ISSUE_ACTIONS.values())),
+    st.sampled_from(
+        [
+            *ISSUE_ACTIONS.values(),
+            '<tool_call>{"name": "Retrieve_memory", "arguments": {"query": "q", "top_k": NaN}}</tool_call>',
+            '<tool_call>{"name": "Add_memory", "arguments": {"content": "x", "metadata": {"a": -Infinity}}}</tool_call>',
+            '<tool_call>{"name": "Add_memory", "arguments": {"content": "<think>kept</think> verbatim"}}</tool_call>',
+        ]
+    ),
 )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_hostile, min_size=1, max_size=12))
 def test_hostile_text_never_raises_and_everything_stays_utf8(actions: list[str]) -> None:
-    """Surrogates, string-encoded deep or huge arguments, and the issue's actions: no step raises, every error is
-    typed, and every observation, info and snapshot is valid UTF-8 and deep-copyable."""
-    env = make(episode={**SMALL, "max_tool_rounds": 20})
-    env.reset(seed=1)
-    codes = {c.value for c in ErrorCode}
-    for action in actions:
-        obs, r, term, trunc, info = env.step(action)
-        assert info["action_error"] is None or info["action_error"] in codes
-        _utf8_clean(obs, info)
-        if term or trunc:
-            break
-    copy.deepcopy(env.unwrapped.get_state())  # type: ignore[attr-defined]
+    """Surrogates, string-encoded deep or huge arguments, NaN, and the issue's actions: no step raises, every error
+    is typed, every observation, info and snapshot is valid UTF-8 and deep-copyable, the recording replays
+    exactly, and the trainer's chat encoding takes the final context."""
+    import tempfile
+
+    from agemem_gym.recorder import RecordEpisodes, load_episodes, replay
+    from agemem_gym.trainers.models import tiny_tokenizer
+    from agemem_gym.trainers.policy import encode_chat
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "eps.jsonl"
+        env = RecordEpisodes(make(episode={**SMALL, "max_tool_rounds": 20}), path)
+        env.reset(seed=1)
+        codes = {c.value for c in ErrorCode}
+        for action in actions:
+            obs, r, term, trunc, info = env.step(action)
+            assert info["action_error"] is None or info["action_error"] in codes
+            _utf8_clean(obs, info)
+            if term or trunc:
+                break
+        copy.deepcopy(env.unwrapped.get_state())  # type: ignore[attr-defined]
+        env.close()
+        (episode,) = load_episodes(path)
+        assert episode.actions == actions[: len(episode.actions)] and replay(episode).matches
+    encode_chat(tiny_tokenizer(), info["messages"])
 
 
 def test_a_task_with_lone_surrogates_is_refused_before_any_reset() -> None:
