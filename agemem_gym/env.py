@@ -24,7 +24,7 @@ from agemem_gym.errors import ConfigError
 from agemem_gym.grounding import GroundingConfig
 from agemem_gym.memory import MemoryStore, StoreConfig
 from agemem_gym.prompts import PromptStyle, question_turn, stage_turn, system_prompt
-from agemem_gym.protocol import Action, ErrorCode, ProtocolConfig, parse_action
+from agemem_gym.protocol import Action, ErrorCode, ProtocolConfig, display_text, parse_action
 from agemem_gym.rewards import (
     AnswerMetric,
     EpisodeLedger,
@@ -399,7 +399,7 @@ class AgeMemEnv(gym.Env[str, str]):
         results: list[ToolResult] = []
         penalty, task_term, terminated = 0.0, 0.0, False
 
-        shown = action if isinstance(action, str) else repr(action)
+        shown = display_text(action)  # lone surrogates (rejected as invalid_unicode) would break UTF-8 downstream
         if len(shown) > self.protocol.max_action_chars:
             shown = shown[: self.protocol.max_action_chars] + " …[truncated]"
         if parsed.kind == "invalid":

@@ -13,7 +13,10 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MemoryNotFoundError",
+    "RecordingLockedError",
     "StoreFormatError",
+    "StoreLockedError",
+    "StoreWriteError",
 ]
 
 
@@ -31,6 +34,21 @@ class DataError(AgeMemError, ValueError):
 
 class StoreFormatError(AgeMemError, ValueError):
     """A saved memory store is corrupt, truncated, or was written for another configuration."""
+
+
+class StoreWriteError(AgeMemError, OSError):
+    """A save could not write the store's files (a read-only directory, a full disk, a short write).
+
+    Nothing of the failed save is left behind, and the store saved there before, if any, is intact.
+    """
+
+
+class StoreLockedError(StoreWriteError):
+    """Another writer (a process or a thread) is saving into the same store directory right now."""
+
+
+class RecordingLockedError(AgeMemError, BlockingIOError):
+    """Another :class:`~agemem_gym.recorder.RecordEpisodes` (in this or another process) is writing the file."""
 
 
 class MemoryNotFoundError(AgeMemError, KeyError):

@@ -14,7 +14,8 @@ act on (DESIGN.md §3). It is the only module that imports hnswlib, and it absor
 - Anything called before ``init_index`` segfaults: the index is created in ``__init__``, once the dim is known.
 - ``ef`` defaults to 10 and is not saved: it is set after init and after loading, and raised to the number of
   neighbours asked for (``k`` plus a small slack for tie-breaking) when that exceeds ``ef_search``.
-- ``save_index`` forgets the space, dim and labels: a JSON manifest beside it records them, and loading checks them.
+- ``save_index`` forgets the space, dim and labels: a JSON manifest beside it records them with every file's sha256,
+  sealed by its own checksum, and loading checks all of it.
 - add and query must not run concurrently: one ``threading.RLock`` guards every public method.
 
 Search results are re-scored with exact dot products from the store's own vectors and sorted by descending score
@@ -36,12 +37,11 @@ then id, so the approximate path and the exact fallback order ties the same way.
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import logging
 import math
 import os
-import pickle
 import re
 import threading
 import warnings
@@ -53,9 +53,20 @@ from typing import Any, Literal
 import hnswlib
 import numpy as np
 
+from agemem_gym._store_files import (
+    MANIFEST,
+    MANIFEST_TMP,
+    GenerationWriter,
+    read_manifest,
+    seal_manifest,
+    sha256_file,
+    sweep,
+    write_error,
+    writer_lock,
+)
 from agemem_gym.dedup import DedupConfig, find_duplicate, normalise_text
 from agemem_gym.embedders import Embedder, make_embedder
-from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError
+from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError, StoreWriteError
 
 __all__ = [
     "STORE_FORMAT",
@@ -72,9 +83,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STORE_FORMAT = "agemem-gym-memory-store"
-STORE_FORMAT_VERSION = 1
+STORE_FORMAT_VERSION = 2  # 2: the manifest is sealed by a checksum
 _SNAPSHOT_FORMAT = "agemem-gym-memory-snapshot"
-_MANIFEST = "manifest.json"
+_SNAPSHOT_VERSION = 2  # 2: the index travels as hnswlib's state (plain values and arrays), never as a pickle
 _GEN_FILE_RE = re.compile(r"^(index|vectors|items)-(\d{6,})\.(bin|npy|json)$")
 _ID_RE = re.compile(r"^m_([0-9a-f]{4,})$")
 # Extra neighbours asked of hnswlib beyond k, so that exact re-scoring can break ties by id (free while k + slack
@@ -390,6 +401,79 @@ def _new_index(dim: int, capacity: int, config: StoreConfig) -> hnswlib.Index:
     return index
 
 
+# hnswlib's index state (Index.__getstate__()[0]): every key, and the type its value must have. Nothing else is
+# accepted, so a snapshot's index can never carry an object to unpickle or a callable.
+_INDEX_STATE_FIELDS: dict[str, type] = {
+    **dict.fromkeys(
+        ("ser_version", "dim", "num_threads", "seed", "offset_level0", "max_elements", "cur_element_count",
+         "size_data_per_element", "label_offset", "offset_data", "max_level", "enterpoint_node", "max_M",
+         "max_M0", "M", "ef_construction", "ef", "size_links_per_element"),
+        int,
+    ),
+    **dict.fromkeys(("index_inited", "ep_added", "normalize", "has_deletions", "allow_replace_deleted"), bool),
+    "space": str,
+    "mult": float,
+    **dict.fromkeys(
+        ("label_lookup_external", "label_lookup_internal", "element_levels", "data_level0", "link_lists"), np.ndarray
+    ),
+}  # fmt: skip
+
+
+def _index_state(index: hnswlib.Index) -> dict[str, Any]:
+    """hnswlib's own state of ``index`` (ints, floats, bools, a str and numpy arrays; fresh copies)."""
+    return dict(index.__getstate__()[0])
+
+
+def _check_index_state(state: Any, *, dim: int, capacity: int, next_label: int) -> str | None:
+    """Why ``state`` cannot be the index of a snapshot with this dim, capacity and slot count, or None.
+
+    Checks the types of every field and the sizes hnswlib derives from them (what it copies from the arrays), so
+    that a mismatched or hand-made state is refused instead of read out of bounds.
+    """
+    if not isinstance(state, Mapping) or set(state) != set(_INDEX_STATE_FIELDS):
+        return "the index state must be the mapping of hnswlib fields that snapshot() writes"
+    for key, kind in _INDEX_STATE_FIELDS.items():
+        value = state[key]
+        ok = isinstance(value, kind) and (kind is not int or not isinstance(value, bool))
+        if not ok or (isinstance(value, np.ndarray) and (value.ndim != 1 or value.dtype.kind not in "iu")):
+            return f"index field {key!r} must be {kind.__name__}, got {type(value).__name__}"
+    n, m, m0 = state["cur_element_count"], state["M"], state["max_M0"]
+    links0 = m0 * 4 + 4  # hnswlib: a count word and max_M0 int32 neighbour ids on layer 0
+    levels = state["element_levels"]
+    expected = {
+        "space": "cosine", "dim": dim, "index_inited": True, "max_elements": capacity, "cur_element_count": next_label,
+        "max_M": m, "max_M0": 2 * m, "offset_data": links0, "label_offset": links0 + 4 * dim,
+        "size_data_per_element": links0 + 4 * dim + 8, "size_links_per_element": m * 4 + 4,
+    }  # fmt: skip
+    for key, want in expected.items():
+        if state[key] != want:
+            return f"index field {key!r} must be {want!r} here, got {state[key]!r:.40}"
+    sizes = {
+        "label_lookup_external": n,
+        "label_lookup_internal": n,
+        "element_levels": capacity,
+        "data_level0": n * state["size_data_per_element"],
+        "link_lists": int(levels[:n].astype(np.int64).clip(0).sum()) * state["size_links_per_element"],
+    }
+    for key, size in sizes.items():
+        if state[key].size != size:
+            return f"index array {key!r} must have {size} entries, got {state[key].size}"
+    if n and not (0 <= state["enterpoint_node"] < n and 0 <= state["max_level"] == int(levels[:n].max())):
+        return "the index's entry point or top level does not match its elements"
+    slots = np.arange(n)  # the store labels slots 0..n-1 (adds and rebuilds alike)
+    for key in ("label_lookup_external", "label_lookup_internal"):
+        if not np.array_equal(np.sort(state[key]), slots):
+            return f"index array {key!r} must hold each slot 0..{n - 1} once"
+    return None
+
+
+def _index_from_state(state: Mapping[str, Any]) -> hnswlib.Index:
+    """A new hnswlib index from :func:`_index_state` output (hnswlib copies the arrays; nothing is unpickled)."""
+    index = hnswlib.Index.__new__(hnswlib.Index)
+    index.__setstate__((dict(state),))
+    return index
+
+
 def _check_consistency(
     items: dict[str, MemoryItem], labels: dict[str, int], *, counter: int, next_label: int, capacity: int, where: str
 ) -> None:
@@ -418,47 +502,29 @@ def _check_consistency(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as fh:
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (not possible on Windows, where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def _file_record(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"name": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    size, digest = sha256_file(path)
+    return {"name": path.name, "bytes": size, "sha256": digest}
 
 
-def _write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
-    """Atomically make ``manifest`` the store's manifest: write a temp file, fsync, ``os.replace``, fsync the dir."""
-    tmp = directory / (_MANIFEST + ".tmp")
-    _write_bytes(tmp, json.dumps(manifest, indent=1).encode("ascii"))
-    os.replace(tmp, directory / _MANIFEST)
-    _fsync_dir(directory)
+def _npy_header(array: np.ndarray) -> bytes:
+    """The ``.npy`` (format 1.0) header of ``array``: with its raw bytes after it, the file ``np.save`` writes."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(array))
+    return buf.getvalue()
+
+
+def _is_store_file(name: str) -> bool:
+    return _GEN_FILE_RE.match(name) is not None or name == MANIFEST_TMP
+
+
+def _saved_generation(directory: Path) -> int:
+    """The generation the manifest in ``directory`` names (0 when there is no readable manifest)."""
+    try:
+        gen = json.loads((directory / MANIFEST).read_bytes().decode("utf-8")).get("generation", 0)
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return 0
+    return gen if _is_int(gen) and gen >= 0 else 0
 
 
 def _generation_files(directory: Path) -> dict[str, int]:
@@ -469,6 +535,132 @@ def _generation_files(directory: Path) -> dict[str, int]:
         if m:
             found[entry.name] = int(m.group(2))
     return found
+
+
+def _capacity_limit(config: StoreConfig, id_counter: int) -> int:
+    """The largest capacity a store with these settings and this many ids issued can have reached.
+
+    Capacity only grows, geometrically, when an add needs a slot (and every slot ever used took an id), so it
+    stays below ``growth * id_counter``; 2**20 slots (a few tens of MB) are allowed whatever the history, which
+    covers stores whose settings were changed on load. It bounds what a load allocates.
+    """
+    return max(config.initial_capacity, math.ceil(max(config.growth, 2.0) * (id_counter + 1)), 1 << 20)
+
+
+def _verified_files(
+    directory: Path, files: Mapping[str, Any], fail: Callable[..., StoreFormatError]
+) -> dict[str, Path]:
+    """The index, vectors and items files the manifest names, each checked against its size and sha256."""
+    paths: dict[str, Path] = {}
+    for role in ("index", "vectors", "items"):
+        rec = files.get(role)
+        if not isinstance(rec, dict) or not {"name", "bytes", "sha256"} <= set(rec):
+            raise fail(f"{MANIFEST} lacks a name/bytes/sha256 record for the {role} file")
+        if not isinstance(rec["name"], str) or _GEN_FILE_RE.match(rec["name"]) is None:
+            raise fail(f"the {role} file name {rec['name']!r:.80} is not a store file name")
+        p = directory / rec["name"]
+        if not p.is_file():
+            raise fail(f"the {role} file {rec['name']!r} is missing")
+        size = p.stat().st_size
+        if size != rec["bytes"]:
+            raise fail(
+                f"the {role} file {rec['name']!r} has {size} bytes, the manifest says {rec['bytes']!r:.40} "
+                "(truncated or overwritten)"
+            )
+        digest = _file_record(p)["sha256"]
+        if digest != rec["sha256"]:
+            raise fail(
+                f"the {role} file {rec['name']!r} has sha256 {digest[:12]}..., the manifest says "
+                f"{str(rec['sha256'])[:12]}... (corrupted or altered)"
+            )
+        paths[role] = p
+    return paths
+
+
+def _read_items(path: Path, fail: Callable[..., StoreFormatError]) -> dict[str, MemoryItem]:
+    try:
+        records = json.loads(path.read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise fail(f"the items file is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise fail("the items file is nested too deeply to read") from None
+    if not isinstance(records, list):
+        raise fail("the items file must hold a JSON list")
+    try:
+        items = {item.id: item for item in (MemoryItem.from_dict(r) for r in records)}
+    except StoreFormatError:
+        raise
+    except (ConfigError, RecursionError) as exc:  # metadata that is not plain JSON, or absurdly deep
+        raise fail(f"an item record is invalid ({str(exc)[:200]})") from None
+    if len(items) != len(records):
+        raise fail("the items file repeats an id")
+    return items
+
+
+def _read_vectors(path: Path, next_label: int, dim: int, fail: Callable[..., StoreFormatError]) -> np.ndarray:
+    try:
+        vectors = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise fail(f"the vectors file is not a readable .npy ({exc})") from None
+    if vectors.dtype != np.float32 or vectors.shape != (next_label, dim) or not np.isfinite(vectors).all():
+        raise fail(
+            f"the vectors must be finite float32 of shape ({next_label}, {dim}), got {vectors.dtype} {vectors.shape}"
+        )
+    return np.asarray(vectors)
+
+
+def _read_index(
+    path: Path,
+    dim: int,
+    capacity: int,
+    next_label: int,
+    labels: Mapping[str, int],
+    fail: Callable[..., StoreFormatError],
+) -> hnswlib.Index:
+    """Load the hnswlib index and check that exactly the live labels are live in it (no bare KeyError later)."""
+    index = hnswlib.Index(space="cosine", dim=dim)
+    try:
+        index.load_index(str(path), max_elements=capacity)
+    except (RuntimeError, MemoryError) as exc:
+        raise fail(f"hnswlib could not read the index file ({exc})") from None
+    if index.element_count != next_label:
+        raise fail(f"the index holds {index.element_count} slots, the manifest says {next_label}")
+    live = sorted(labels.values())
+    try:
+        for start in range(0, len(live), 4096):  # get_items raises on a deleted label; chunks bound the copy
+            index.get_items(live[start : start + 4096])
+    except RuntimeError:
+        raise fail("a live item's slot is deleted in the index (the label map and the index disagree)") from None
+    for label in sorted(set(range(next_label)) - set(live)):
+        try:
+            index.get_items([label])
+        except RuntimeError:
+            continue  # a tombstone, as it should be
+        raise fail(f"slot {label} is live in the index but belongs to no item (the label map and the index disagree)")
+    return index
+
+
+def _save_index(index: hnswlib.Index, path: Path) -> None:
+    """hnswlib's ``save_index`` (it reports no write errors: :meth:`MemoryStore.save` reads the file back)."""
+    index.save_index(str(path))
+
+
+def _reload_index(path: Path, dim: int, capacity: int, next_label: int, ef: int, where: str) -> hnswlib.Index:
+    """The index just written to ``path``, loaded back (hnswlib checks the file's layout against its size)."""
+    index = hnswlib.Index(space="cosine", dim=dim)
+    try:
+        index.load_index(str(path), max_elements=capacity)
+    except (RuntimeError, MemoryError) as exc:
+        raise StoreWriteError(
+            f"{where}: the index file {path.name!r} does not read back ({exc}): a short or failed write (is the disk "
+            "full?). Nothing of this save is left behind; free space and save again"
+        ) from None
+    if index.element_count != next_label:
+        raise StoreWriteError(
+            f"{where}: the index file {path.name!r} reads back {index.element_count} slots, not {next_label}"
+        )
+    index.set_ef(ef)
+    return index
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1028,22 +1220,23 @@ class MemoryStore:
     def snapshot(self) -> dict[str, Any]:
         """An in-memory, picklable, independent copy of the whole store, for :meth:`restore`.
 
-        It holds the items, the vectors, the id counter, the settings and the hnswlib graph itself (pickled),
-        so a store restored from it answers every later add, update, delete and search exactly as this store will.
-        hnswlib does not pickle the state of its level generator (an unpickled index starts it afresh from the
-        seed), so this store also switches to a freshly unpickled copy of its own index: both then continue alike.
+        It holds the items, the vectors, the id counter, the settings and the hnswlib graph itself (hnswlib's own
+        state: plain numbers and numpy arrays, not a pickle), so a store restored from it answers every later add,
+        update, delete and search exactly as this store will. hnswlib does not keep the state of its level
+        generator in that state (a rebuilt index starts it afresh), so this store also switches to a freshly
+        rebuilt copy of its own index: both then continue alike.
         """
         with self._lock:
             s = self._s
-            blob = pickle.dumps(s.index, protocol=pickle.HIGHEST_PROTOCOL)
-            s.index = pickle.loads(blob)
+            index_state = _index_state(s.index)
+            s.index = _index_from_state(index_state)
             return {
                 "format": _SNAPSHOT_FORMAT,
-                "version": STORE_FORMAT_VERSION,
+                "version": _SNAPSHOT_VERSION,
                 "dim": self._dim,
                 "embedder": self._embedder.name,
                 "config": self._config,
-                "index": blob,
+                "index": index_state,
                 "capacity": s.capacity,
                 "vectors": s.vectors[: s.next_label].copy(),
                 "items": [item.to_dict() for item in s.items.values()],
@@ -1057,6 +1250,9 @@ class MemoryStore:
     def restore(self, snapshot: Mapping[str, Any]) -> None:
         """Make this store an exact copy of the one :meth:`snapshot` captured (settings included).
 
+        Nothing in ``snapshot`` is unpickled or called: the index is rebuilt from hnswlib's plain state after its
+        fields and array sizes are checked.
+
         Raises:
             StoreFormatError: ``snapshot`` is not a snapshot, or was taken with a different embedding width; the
                 store is left unchanged.
@@ -1068,14 +1264,14 @@ class MemoryStore:
             )
         try:
             dim, name, config = snapshot["dim"], snapshot["embedder"], snapshot["config"]
-            blob, capacity, vectors = snapshot["index"], snapshot["capacity"], snapshot["vectors"]
+            index_state, capacity, vectors = snapshot["index"], snapshot["capacity"], snapshot["vectors"]
             item_dicts, labels = snapshot["items"], dict(snapshot["labels"])
             counter, next_label = snapshot["counter"], snapshot["next_label"]
             rebuilds, fallbacks = snapshot["rebuilds"], snapshot["exact_fallbacks"]
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreFormatError(f"{where}: missing or malformed field {exc}; take a new snapshot()") from None
-        if snapshot.get("version") != STORE_FORMAT_VERSION:
-            raise StoreFormatError(f"{where}: version must be {STORE_FORMAT_VERSION}, got {snapshot.get('version')!r}")
+        if snapshot.get("version") != _SNAPSHOT_VERSION:
+            raise StoreFormatError(f"{where}: version must be {_SNAPSHOT_VERSION}, got {snapshot.get('version')!r}")
         self._check_embedder(dim, name, where)
         if not isinstance(config, StoreConfig):
             raise StoreFormatError(f"{where}: 'config' must be a StoreConfig, got {type(config).__name__}")
@@ -1083,18 +1279,17 @@ class MemoryStore:
         _check_consistency(items, labels, counter=counter, next_label=next_label, capacity=capacity, where=where)
         if not isinstance(vectors, np.ndarray) or vectors.shape != (next_label, self._dim):
             raise StoreFormatError(f"{where}: vectors must have shape ({next_label}, {self._dim})")
+        problem = _check_index_state(index_state, dim=self._dim, capacity=capacity, next_label=next_label)
+        if problem is not None:
+            raise StoreFormatError(
+                f"{where}: {problem}; it does not match its items and vectors: take a new snapshot()"
+            )
         full = np.zeros((capacity, self._dim), dtype=np.float32)
         full[:next_label] = vectors
         try:
-            index = pickle.loads(blob)
-        except Exception as exc:  # any unpickling failure means the same thing here: not our snapshot
-            raise StoreFormatError(
-                f"{where}: the pickled hnswlib index cannot be read ({exc}); take a new snapshot()"
-            ) from None
-        if not isinstance(index, hnswlib.Index) or index.dim != self._dim or index.element_count != next_label:
-            raise StoreFormatError(
-                f"{where}: the pickled index does not match its items and vectors; take a new snapshot()"
-            )
+            index = _index_from_state(index_state)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise StoreFormatError(f"{where}: hnswlib refused the index state ({exc}); take a new snapshot()") from None
         state = _State(
             index,
             full,
@@ -1129,63 +1324,84 @@ class MemoryStore:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save the store into the directory ``path`` (created if missing), atomically and crash-safely.
 
-        The new generation's files (hnswlib index, vectors ``.npy``, items JSON) are written under new names and
-        fsynced; then ``manifest.json`` (format, version, space, dim, index settings, embedder, id counter,
-        label map, and each file's size and sha256) atomically replaces the old one; then the directory is fsynced
-        and the previous generation's files are deleted. A crash at any point leaves the old or the new store
-        complete and loadable. Files in ``path`` that are not named like store files are left alone.
+        The new generation's files (hnswlib index, vectors ``.npy``, items JSON) are written under new names,
+        fsynced and read back against what was meant to be written (hnswlib reports no write errors, so the index
+        is also reloaded from its file); then ``manifest.json`` (format, version, space, dim, index settings,
+        embedder, id counter, label map, each file's size and sha256, and a checksum sealing all of it)
+        atomically replaces the old one; then the directory is fsynced and the previous generation's files are
+        deleted. A crash at any point leaves the old or the new store complete and loadable, and a save that
+        fails removes every file it created. After a save this store continues exactly as a store loaded from
+        ``path`` does. Files in ``path`` that are not named like store files are left alone.
+
+        One directory has one writer at a time: a save holds an exclusive ``flock`` on ``store.lock`` in it, and a
+        second save into the same directory (another process or thread) fails at once instead of mixing files.
+        Loading takes no lock: it reads the generation the manifest names, and reads again if a save replaced it.
+
+        Raises:
+            ConfigError: ``path`` is a file.
+            StoreLockedError: Another save into ``path`` is in progress; nothing was written.
+            StoreWriteError: A file could not be written or reads back wrong (a read-only directory, a full disk);
+                nothing of this save is left behind and the previously saved store is intact.
         """
         directory = Path(path)
+        where = f"memory store at {str(directory)!r}"
         if directory.exists() and not directory.is_dir():
             raise ConfigError(f"'path' must be a directory for the store's files, got the file {str(directory)!r}")
-        directory.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            s = self._s
-            gen = 1 + max([*_generation_files(directory).values(), self._manifest_generation(directory)])
-            names = {
-                "index": f"index-{gen:06d}.bin",
-                "vectors": f"vectors-{gen:06d}.npy",
-                "items": f"items-{gen:06d}.json",
-            }
-            s.index.save_index(str(directory / names["index"]))
-            _fsync_file(directory / names["index"])
-            with open(directory / names["vectors"], "wb") as fh:
-                np.save(fh, s.vectors[: s.next_label], allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            items = [item.to_dict() for item in s.items.values()]
-            _write_bytes(directory / names["items"], json.dumps(items, ensure_ascii=True).encode("ascii"))
-            manifest = {
-                "format": STORE_FORMAT,
-                "version": STORE_FORMAT_VERSION,
-                "generation": gen,
-                "space": "cosine",
-                "dim": self._dim,
-                "M": self._config.M,
-                "ef_construction": self._config.ef_construction,
-                "ef_search": self._config.ef_search,
-                "embedder": self._embedder.name,
-                "config": self._config.to_dict(),
-                "id_counter": s.counter,
-                "capacity": s.capacity,
-                "next_label": s.next_label,
-                "rebuilds": s.rebuilds,
-                "labels": dict(s.labels),
-                "files": {role: _file_record(directory / name) for role, name in names.items()},
-            }
-            _write_manifest(directory, manifest)
-            keep = set(names.values())
-            for name in _generation_files(directory):
-                if name not in keep:
-                    (directory / name).unlink(missing_ok=True)
-
-    @staticmethod
-    def _manifest_generation(directory: Path) -> int:
         try:
-            gen = json.loads((directory / _MANIFEST).read_text(encoding="utf-8")).get("generation", 0)
-        except (OSError, ValueError, AttributeError):
-            return 0
-        return gen if _is_int(gen) else 0
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(where, "its directory", exc) from None
+        with self._lock, writer_lock(directory, where):
+            gen = 1 + max([*_generation_files(directory).values(), _saved_generation(directory)])
+            files = GenerationWriter(directory, where)
+            try:
+                manifest, index = self._write_generation(files, gen)
+                files.write_manifest(seal_manifest(manifest))
+            except BaseException as exc:
+                if _saved_generation(directory) == gen:
+                    raise  # interrupted after the manifest switched: the save is complete, keep its files
+                files.discard()
+                if isinstance(exc, OSError) and not isinstance(exc, StoreWriteError):
+                    raise write_error(where, "the store", exc) from exc
+                raise
+            # hnswlib does not save its level generator: continue on the reloaded index, as a loaded copy will.
+            self._s.index = index
+            sweep(directory, {MANIFEST, *(rec["name"] for rec in manifest["files"].values())}, _is_store_file, where)
+
+    def _write_generation(self, files: GenerationWriter, gen: int) -> tuple[dict[str, Any], hnswlib.Index]:
+        """Write and verify generation ``gen``'s data files; returns the manifest body and the reloaded index."""
+        s = self._s
+        names = {"index": f"index-{gen:06d}.bin", "vectors": f"vectors-{gen:06d}.npy", "items": f"items-{gen:06d}.json"}
+        index_path = files.create(names["index"])
+        expected = int(s.index.index_file_size())
+        _save_index(s.index, index_path)
+        records = {"index": files.seal(names["index"], expected)}
+        index = _reload_index(index_path, self._dim, s.capacity, s.next_label, int(s.index.ef), files.where)
+        vectors = np.ascontiguousarray(s.vectors[: s.next_label])
+        records["vectors"] = files.write(
+            names["vectors"], [_npy_header(vectors), vectors.reshape(-1).view(np.uint8).data]
+        )
+        items = json.dumps([item.to_dict() for item in s.items.values()], ensure_ascii=True).encode("ascii")
+        records["items"] = files.write(names["items"], [items])
+        manifest = {
+            "format": STORE_FORMAT,
+            "version": STORE_FORMAT_VERSION,
+            "generation": gen,
+            "space": "cosine",
+            "dim": self._dim,
+            "M": self._config.M,
+            "ef_construction": self._config.ef_construction,
+            "ef_search": self._config.ef_search,
+            "embedder": self._embedder.name,
+            "config": self._config.to_dict(),
+            "id_counter": s.counter,
+            "capacity": s.capacity,
+            "next_label": s.next_label,
+            "rebuilds": s.rebuilds,
+            "labels": dict(s.labels),
+            "files": records,
+        }
+        return manifest, index
 
     @classmethod
     def load(
@@ -1218,107 +1434,52 @@ class MemoryStore:
         Raises:
             StoreFormatError: As for :meth:`load`.
         """
-        state, saved_config = self._read(Path(path), config)
+        directory = Path(path)
+        for attempt in range(3):
+            generation = _saved_generation(directory)
+            try:
+                state, saved_config = self._read(directory, config)
+                break
+            except StoreFormatError:
+                # A concurrent save replaced the generation (and deleted its files) while we read it: read the
+                # new one. Damage that is really there does not change the generation, and is raised.
+                if attempt == 2 or _saved_generation(directory) == generation:
+                    raise
         with self._lock:
             self._config = saved_config
             self._s = state
 
     def _read(self, directory: Path, config: StoreConfig | None) -> tuple[_State, StoreConfig]:
+        """Read and check a saved store whole: the sealed manifest, every file's size and digest, then contents."""
         where = f"memory store at {str(directory)!r}"
 
         def fail(rule: str, fix: str = "save it again, or restore the directory from a backup") -> StoreFormatError:
             return StoreFormatError(f"{where}: {rule}; {fix}")
 
-        manifest_path = directory / _MANIFEST
+        manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
             raise fail(
-                f"no {_MANIFEST} found",
+                f"no {MANIFEST} found",
                 "pass the directory given to MemoryStore.save() (a save that never completed leaves no manifest)",
             )
-        try:
-            m = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise fail(f"{_MANIFEST} is not valid JSON ({exc})") from None
-        if not isinstance(m, dict) or m.get("format") != STORE_FORMAT:
-            raise fail(
-                f"{_MANIFEST} must have format {STORE_FORMAT!r}, got {m.get('format') if isinstance(m, dict) else m!r:.80}"
-            )
-        if m.get("version") != STORE_FORMAT_VERSION:
-            raise fail(
-                f"format version must be {STORE_FORMAT_VERSION}, got {m.get('version')!r}",
-                "open it with the agemem-gym version that wrote it",
-            )
-        expected = {
-            "space": str, "dim": int, "M": int, "ef_construction": int, "ef_search": int, "embedder": str,
-            "config": dict, "id_counter": int, "capacity": int, "next_label": int, "rebuilds": int,
-            "labels": dict, "files": dict,
-        }  # fmt: skip
-        for key, kind in expected.items():
-            if key not in m:
-                raise fail(f"{_MANIFEST} lacks the field {key!r}")
-            if not isinstance(m[key], kind) or isinstance(m[key], bool):
-                raise fail(f"{_MANIFEST} field {key!r} must be {kind.__name__}, got {m[key]!r:.80}")
-        if m["space"] != "cosine":
-            raise fail(f"space must be 'cosine', got {m['space']!r}")
-        self._check_embedder(m["dim"], m["embedder"], where)
-        try:
-            saved_config = StoreConfig.from_dict(m["config"])
-        except (ConfigError, TypeError) as exc:
-            raise fail(f"its saved settings are invalid ({exc})") from None
-        paths: dict[str, Path] = {}
-        for role in ("index", "vectors", "items"):
-            rec = m["files"].get(role)
-            if not isinstance(rec, dict) or not {"name", "bytes", "sha256"} <= set(rec):
-                raise fail(f"{_MANIFEST} lacks a name/bytes/sha256 record for the {role} file")
-            if not isinstance(rec["name"], str) or _GEN_FILE_RE.match(rec["name"]) is None:
-                raise fail(f"the {role} file name {rec['name']!r} is not a store file name")
-            p = directory / rec["name"]
-            if not p.is_file():
-                raise fail(f"the {role} file {rec['name']!r} is missing")
-            size = p.stat().st_size
-            if size != rec["bytes"]:
-                raise fail(
-                    f"the {role} file {rec['name']!r} has {size} bytes, the manifest says {rec['bytes']} "
-                    "(truncated or overwritten)"
-                )
-            digest = _file_record(p)["sha256"]
-            if digest != rec["sha256"]:
-                raise fail(
-                    f"the {role} file {rec['name']!r} has sha256 {digest[:12]}..., the manifest says "
-                    f"{str(rec['sha256'])[:12]}... (corrupted or altered)"
-                )
-            paths[role] = p
-        try:
-            records = json.loads(paths["items"].read_text(encoding="ascii"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise fail(f"the items file is not valid JSON ({exc})") from None
-        if not isinstance(records, list):
-            raise fail("the items file must hold a JSON list")
-        items = {item.id: item for item in (MemoryItem.from_dict(r) for r in records)}
-        if len(items) != len(records):
-            raise fail("the items file repeats an id")
-        labels = m["labels"]
-        capacity, next_label, dim = m["capacity"], m["next_label"], self._dim
+        m = read_manifest(
+            manifest_path,
+            fmt=STORE_FORMAT,
+            version=STORE_FORMAT_VERSION,
+            fail=fail,
+            old_fix="open it with the agemem-gym version that wrote it (format 1 had no checksum and cannot be "
+            "verified: re-create such a store with this version)",
+        )
+        saved_config = self._check_manifest(m, where, fail)
+        paths = _verified_files(directory, m["files"], fail)
+        items = _read_items(paths["items"], fail)
+        labels, capacity, next_label, dim = m["labels"], m["capacity"], m["next_label"], self._dim
         _check_consistency(
             items, labels, counter=m["id_counter"], next_label=next_label, capacity=capacity, where=where
         )
-        try:
-            vectors = np.load(paths["vectors"], allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise fail(f"the vectors file is not a readable .npy ({exc})") from None
-        if vectors.dtype != np.float32 or vectors.shape != (next_label, dim) or not np.isfinite(vectors).all():
-            raise fail(
-                f"the vectors must be finite float32 of shape ({next_label}, {dim}), got "
-                f"{vectors.dtype} {vectors.shape}"
-            )
-        index = hnswlib.Index(space="cosine", dim=dim)
-        try:
-            index.load_index(str(paths["index"]), max_elements=capacity)
-        except RuntimeError as exc:
-            raise fail(f"hnswlib could not read the index file ({exc})") from None
-        if index.element_count != next_label:
-            raise fail(f"the index holds {index.element_count} slots, the manifest says {next_label}")
+        vectors = _read_vectors(paths["vectors"], next_label, dim, fail)
         use = config if config is not None else saved_config
+        index = _read_index(paths["index"], dim, capacity, next_label, labels, fail)
         index.set_ef(use.ef_search)  # ef is not saved by hnswlib (it loads as 10)
         full = np.zeros((capacity, dim), dtype=np.float32)
         full[:next_label] = vectors
@@ -1328,6 +1489,39 @@ class MemoryStore:
         if use.dedup.enabled:
             state.index_keys()
         return state, use
+
+    def _check_manifest(self, m: Mapping[str, Any], where: str, fail: Callable[..., StoreFormatError]) -> StoreConfig:
+        """Check the manifest's fields (types, space, dim, settings, capacity); returns the saved settings."""
+        expected = {
+            "space": str, "dim": int, "M": int, "ef_construction": int, "ef_search": int, "embedder": str,
+            "config": dict, "id_counter": int, "capacity": int, "next_label": int, "rebuilds": int,
+            "labels": dict, "files": dict,
+        }  # fmt: skip
+        for key, kind in expected.items():
+            if key not in m:
+                raise fail(f"{MANIFEST} lacks the field {key!r}")
+            if not isinstance(m[key], kind) or isinstance(m[key], bool):
+                raise fail(f"{MANIFEST} field {key!r} must be {kind.__name__}, got {m[key]!r:.80}")
+        if m["space"] != "cosine":
+            raise fail(f"space must be 'cosine', got {m['space']!r}")
+        self._check_embedder(m["dim"], m["embedder"], where)
+        try:
+            saved = StoreConfig.from_dict(m["config"])
+        except (ConfigError, TypeError) as exc:
+            raise fail(f"its saved settings are invalid ({exc})") from None
+        for key in ("M", "ef_construction", "ef_search"):
+            if m[key] != getattr(saved, key):
+                raise fail(f"{MANIFEST} field {key!r} is {m[key]}, but its saved settings say {getattr(saved, key)}")
+        for key in ("id_counter", "next_label", "rebuilds"):
+            if m[key] < 0:
+                raise fail(f"{MANIFEST} field {key!r} must be >= 0, got {m[key]}")
+        limit = _capacity_limit(saved, m["id_counter"])
+        if not m["next_label"] <= m["capacity"] <= limit:
+            raise fail(
+                f"capacity must be in [next_label={m['next_label']}, {limit}] (what the growth rule can reach for "
+                f"{m['id_counter']} ids), got {m['capacity']}"
+            )
+        return saved
 
 
 # ---------------------------------------------------------------------------------------------------------------

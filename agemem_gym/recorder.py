@@ -23,15 +23,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import gymnasium as gym
 
-from agemem_gym.errors import DataError
+from agemem_gym._locks import try_lock
+from agemem_gym.errors import DataError, RecordingLockedError
+from agemem_gym.jsonl import json_line
 from agemem_gym.protocol import parse_action
+from agemem_gym.trust import check_env_id
 
 __all__ = [
     "FORMAT",
@@ -41,6 +45,7 @@ __all__ = [
     "ReplayReport",
     "export_sft",
     "load_episodes",
+    "parse_episodes",
     "replay",
 ]
 
@@ -77,8 +82,12 @@ def _store_diff(tool_results: Sequence[Mapping[str, Any]]) -> dict[str, list[str
 
 
 class RecordEpisodes(gym.Wrapper[str, str, str, str]):
-    """Append every episode the wrapped env runs to a JSON Lines file (flushed after each line, so a crash
-    loses at most the line being written).
+    """Append every episode the wrapped env runs to a JSON Lines file.
+
+    Each line is flushed as it is written, so a crash loses at most the line being written: :func:`load_episodes`
+    reads a file cut at any byte, and a later recorder appending to it starts on a fresh line. One recorder
+    writes a file at a time (an exclusive lock on it, taken when the first episode starts); a second one fails
+    with :class:`~agemem_gym.errors.RecordingLockedError` before its env is reset, instead of interleaving lines.
 
     Args:
         env: An AgeMem env (made with ``gym.make`` so its id and kwargs are known to replay).
@@ -89,16 +98,36 @@ class RecordEpisodes(gym.Wrapper[str, str, str, str]):
         super().__init__(env)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         self._t = 0
 
-    def _write(self, record: Mapping[str, Any]) -> None:
+    def _open(self) -> IO[bytes]:
+        """The file, opened for appending and locked; a line cut by an earlier crash is closed first."""
         if self._file is None:
-            self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
+            fh = self.path.open("a+b")
+            try:
+                try_lock(fh.fileno())
+            except BlockingIOError:
+                fh.close()
+                raise RecordingLockedError(
+                    f"{str(self.path)!r} is being written by another RecordEpisodes (it holds the file's lock); "
+                    "close that one first, or record into another file"
+                ) from None
+            size = fh.seek(0, os.SEEK_END)
+            if size:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":  # the last line was cut short: do not glue the next header onto it
+                    fh.write(b"\n")
+            self._file = fh
+        return self._file
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        fh = self._open()
+        fh.write(json_line(record).encode("utf-8"))  # valid UTF-8 even for actions with lone surrogates
+        fh.flush()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        self._open()  # fail on a locked file before the env changes
         obs, info = self.env.reset(seed=seed, options=options)
         spec = self.env.spec
         self._t = 0
@@ -167,37 +196,92 @@ class RecordedEpisode:
 def load_episodes(path: str | os.PathLike[str]) -> list[RecordedEpisode]:
     """Read every episode in a recording, validating format, version and line order.
 
+    A recording cut at any byte by a crash loses at most the line being written: a last line cut short is
+    skipped, and so is a cut line that a later recorder appended after (a header follows it, or was glued onto
+    it by a version that did not start a fresh line); each skip warns. An episode whose end was cut off is
+    returned with the steps that were written and ``end`` None.
+
     Raises:
-        DataError: The file is not a recording of this format and version, or its lines are out of order (the
-            message names the line).
+        DataError: The file is not a recording of this format and version, a line in the middle is damaged, or
+            its lines are out of order (the message names the line).
     """
+    with Path(path).open("rb") as f:
+        return parse_episodes(f, str(path))
+
+
+def parse_episodes(lines: Iterable[bytes], name: str) -> list[RecordedEpisode]:
+    """:func:`load_episodes` over the raw lines of a recording (``name`` is how messages cite the source)."""
     episodes: list[RecordedEpisode] = []
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{n}: not JSON ({err.msg}); was the file cut short mid-line?") from None
-            kind = rec.get("type") if isinstance(rec, dict) else None
-            if kind == "header":
-                if rec.get("format") != FORMAT or rec.get("version") != VERSION:
-                    raise DataError(
-                        f"{path}:{n}: expects format {FORMAT!r} version {VERSION}, "
-                        f"got {rec.get('format')!r} version {rec.get('version')!r}"
-                    )
-                episodes.append(RecordedEpisode(header=rec))
-            elif kind in ("step", "end"):
-                if not episodes or episodes[-1].end is not None:
-                    raise DataError(f"{path}:{n}: a {kind!r} record outside an episode (no header before it)")
-                if kind == "step":
-                    episodes[-1].steps.append(rec)
-                else:
-                    episodes[-1].end = rec
+    for n, rec in _records(lines, name):
+        kind = rec.get("type") if isinstance(rec, dict) else None
+        if kind == "header":
+            if rec.get("format") != FORMAT or rec.get("version") != VERSION:
+                raise DataError(
+                    f"{name}:{n}: expects format {FORMAT!r} version {VERSION}, "
+                    f"got {rec.get('format')!r:.40} version {rec.get('version')!r:.40}"
+                )
+            episodes.append(RecordedEpisode(header=rec))
+        elif kind in ("step", "end"):
+            if not episodes or episodes[-1].end is not None:
+                raise DataError(f"{name}:{n}: a {kind!r} record outside an episode (no header before it)")
+            if kind == "step":
+                episodes[-1].steps.append(rec)
             else:
-                raise DataError(f"{path}:{n}: unknown record type {kind!r}; expects header, step or end")
+                episodes[-1].end = rec
+        else:
+            raise DataError(f"{name}:{n}: unknown record type {kind!r:.40}; expects header, step or end")
     return episodes
+
+
+_HEADER_START = b'{"type": "header"'
+
+
+def _decode(raw: bytes) -> Any:
+    """A line's JSON value; ``ValueError`` (JSON, UTF-8 or depth) when it cannot be read."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _records(lines: Iterable[bytes], name: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of every readable line, skipping (with a warning) the lines a crash cut short."""
+    cut: tuple[int, str] | None = None  # an unreadable line, forgiven only if a header comes next
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = _decode(raw)
+        except ValueError as err:
+            if cut is not None:
+                raise DataError(f"{name}:{cut[0]}: not JSON ({cut[1]}); the recording is damaged") from None
+            glued = raw.rfind(_HEADER_START)
+            if glued > 0:  # an older recorder appended a header straight onto the cut line
+                try:
+                    rec = _decode(raw[glued:])
+                except ValueError:
+                    pass
+                else:
+                    _warn_cut(name, n)
+                    yield n, rec
+                    continue
+            cut = (n, str(err)[:80])
+            continue
+        if cut is not None:
+            if not (isinstance(rec, dict) and rec.get("type") == "header"):
+                raise DataError(
+                    f"{name}:{cut[0]}: not JSON ({cut[1]}); only the last line of a recording, or a line a new "
+                    "episode was appended after, may be cut short"
+                )
+            _warn_cut(name, cut[0])
+            cut = None
+        yield n, rec
+    if cut is not None:  # the last line was being written when the recorder stopped
+        _warn_cut(name, cut[0])
+
+
+def _warn_cut(name: str, n: int) -> None:
+    warnings.warn(f"{name}:{n}: skipped a line cut short (the recorder stopped while writing it)", stacklevel=5)
 
 
 @dataclass
@@ -210,21 +294,23 @@ class ReplayReport:
     detail: str = ""
 
 
-def _make_env(episode: RecordedEpisode, env: gym.Env[str, str] | None) -> gym.Env[str, str]:
+def _make_env(episode: RecordedEpisode, env: gym.Env[str, str] | None, trust_remote_module: bool) -> gym.Env[str, str]:
+    """``env``, or ``gym.make`` of the recorded id and kwargs when that imports no new module (see
+    :func:`~agemem_gym.trust.check_env_id`)."""
     if env is not None:
         return env
-    env_id = episode.header.get("env_id")
-    if not env_id:
-        raise DataError("the recording names no env id; pass env= to replay it")
-    kwargs = {k: v for k, v in episode.header.get("env_kwargs", {}).items()}
+    env_id = check_env_id(episode.header.get("env_id"), source="the recording", trust_remote_module=trust_remote_module)
+    kwargs = episode.header.get("env_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise DataError(f"the recording's env_kwargs must be a JSON object, got {kwargs!r:.80}; pass env= to replay it")
     return gym.make(env_id, **kwargs)
 
 
 def _replayed(
-    episode: RecordedEpisode, env: gym.Env[str, str] | None
+    episode: RecordedEpisode, env: gym.Env[str, str] | None, trust_remote_module: bool = False
 ) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
     """Yield (observation, info) before each recorded step, with the step record, feeding its action."""
-    env = _make_env(episode, env)
+    env = _make_env(episode, env, trust_remote_module)
     options = episode.header.get("options")
     obs, info = env.reset(seed=episode.header.get("seed"), options=options if isinstance(options, dict) else None)
     for rec in episode.steps:
@@ -232,14 +318,21 @@ def _replayed(
         obs, _, _, _, info = env.step(rec["action"])
 
 
-def replay(episode: RecordedEpisode, *, env: gym.Env[str, str] | None = None) -> ReplayReport:
+def replay(
+    episode: RecordedEpisode, *, env: gym.Env[str, str] | None = None, trust_remote_module: bool = False
+) -> ReplayReport:
     """Re-run a recorded episode and compare every reward and observation hash.
 
     Args:
         episode: From :func:`load_episodes`.
         env: The env to replay on; by default ``gym.make`` of the recorded id and kwargs.
+        trust_remote_module: Let a recorded ``module:id`` import its module. Off, the recorded id must be
+            registered already (or its module imported): a file cannot make this process run code.
+
+    Raises:
+        DataError: Without ``env``, the recorded id is unusable or would import a module (see above).
     """
-    env = _make_env(episode, env)
+    env = _make_env(episode, env, trust_remote_module)
     options = episode.header.get("options")
     obs, info = env.reset(seed=episode.header.get("seed"), options=options if isinstance(options, dict) else None)
     if observation_hash(obs) != episode.header.get("obs_hash"):
@@ -259,6 +352,7 @@ def export_sft(
     *,
     env: gym.Env[str, str] | None = None,
     include_invalid: bool = False,
+    trust_remote_module: bool = False,
 ) -> int:
     """Write ``{"messages": [...], "tools": [...], "response": "..."}`` JSON Lines, one per agent turn, by
     replaying each episode (the prompt messages are those the agent saw). Returns the number of pairs written.
@@ -268,16 +362,17 @@ def export_sft(
         out_path: Destination ``.jsonl`` (overwritten).
         env: Env to replay on (default: the recorded id and kwargs).
         include_invalid: Also export turns whose action was malformed (off: SFT should teach the format).
+        trust_remote_module: As for :func:`replay`.
     """
     n = 0
     tmp = Path(f"{out_path}.tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for ep in episodes:
-            for _, info, rec in _replayed(ep, env):
+            for _, info, rec in _replayed(ep, env, trust_remote_module):
                 if rec["action_error"] is not None and not include_invalid:
                     continue
                 pair = {"messages": info["messages"], "tools": info["tools"], "response": rec["action"]}
-                f.write(json.dumps(pair, ensure_ascii=False) + "\n")
+                f.write(json_line(pair))
                 n += 1
     os.replace(tmp, out_path)
     return n

@@ -3,7 +3,10 @@
 Gymnasium's :class:`~gymnasium.spaces.Text` checks every character against a fixed charset (its default rejects
 "é") and needs the charset enumerated, which cannot cover everything a tokenizer emits. :class:`UnicodeText`
 accepts any ``str`` up to ``max_length`` characters. It subclasses ``Text`` so Gymnasium's vector utilities batch
-it as a tuple of strings (async vector envs still need ``shared_memory=False``).
+it as a tuple of strings. Text of any length has no fixed-size slot in shared memory, so an async vector env needs
+``shared_memory=False`` (``gym.make_vec(..., vectorization_mode="async", vector_kwargs={"shared_memory": False})``);
+left at Gymnasium's default it raises a :class:`~agemem_gym.errors.ConfigError` that says so, instead of failing
+in a worker with ``KeyError('[')`` (Gymnasium's ``Text`` writer only knows its own charset).
 
 >>> space = UnicodeText(max_length=10)
 >>> space.contains("café ☕"), space.contains("x" * 11), space.contains(b"bytes")
@@ -12,10 +15,13 @@ it as a tuple of strings (async vector envs still need ``shared_memory=False``).
 
 from __future__ import annotations
 
-from typing import Any
+import multiprocessing
+from types import ModuleType
+from typing import Any, NoReturn
 
 import numpy as np
 from gymnasium.spaces import Text
+from gymnasium.vector.utils import create_shared_memory
 
 from agemem_gym.errors import ConfigError
 
@@ -62,3 +68,18 @@ class UnicodeText(Text):
 
     def __hash__(self) -> int:
         return hash(("UnicodeText", self.min_length, self.max_length))
+
+
+@create_shared_memory.register(UnicodeText)
+def _no_shared_memory(space: UnicodeText, n: int = 1, ctx: ModuleType = multiprocessing) -> NoReturn:
+    """AsyncVectorEnv's default ``shared_memory=True`` for UnicodeText: a clear error instead of a dead worker.
+
+    Gymnasium would allocate ``n * max_length`` int32 slots (40 MB per env for the AgeMem observation) and then
+    fail in the worker on the first character outside ``Text``'s charset; its own spaces without a fixed size
+    (``Graph``, ``Sequence``) refuse shared memory the same way.
+    """
+    raise ConfigError(
+        f"{space!r} observations are text of any length, which has no fixed-size slot in shared memory: pass "
+        "vector_kwargs={'shared_memory': False} to gymnasium.make_vec(..., vectorization_mode='async') (or "
+        "shared_memory=False to AsyncVectorEnv); the observations then travel through the workers' pipes"
+    )

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from agemem_gym.errors import ConfigError, DataError
+from agemem_gym.text import has_lone_surrogates
 
 __all__ = ["Paragraph", "SupportingFact", "Task", "TaskSuite"]
 
@@ -77,6 +78,12 @@ class Task:
     _gold_titles: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        field_name = _surrogate_field(self)
+        if field_name is not None:
+            raise ConfigError(
+                f"task {self.task_id!r}: {field_name} holds lone UTF-16 surrogates (U+D800..U+DFFF), which no "
+                "tokenizer or UTF-8 file can take; fix the text (e.g. decode the source with errors='replace')"
+            )
         object.__setattr__(self, "_gold_titles", frozenset(f.title for f in self.supporting_facts))
 
     @property
@@ -145,6 +152,8 @@ class Task:
                 raise DataError(
                     f"record {rid!r}: field {key!r} must be a {typ.__name__}, got {type(record.get(key)).__name__}"
                 )
+        if not record["answer"].strip():
+            raise DataError(f"record {rid!r}: field 'answer' is empty; every question needs a gold answer")
         paragraphs: list[Paragraph] = []
         for i, item in enumerate(record["context"]):
             if (
@@ -172,16 +181,34 @@ class Task:
                 facts.append(SupportingFact(item[0], item[1], para.sentences[item[1]].strip()))
         if not facts:
             raise DataError(f"record {rid!r}: no supporting fact resolves to a context sentence")
-        return cls(
-            task_id=record["_id"],
-            question=record["question"],
-            answer=record["answer"],
-            supporting_facts=tuple(facts),
-            paragraphs=tuple(paragraphs),
-            qtype=str(record.get("type", "")),
-            level=str(record.get("level", "")),
-            source=source,
-        )
+        try:
+            return cls(
+                task_id=record["_id"],
+                question=record["question"],
+                answer=record["answer"],
+                supporting_facts=tuple(facts),
+                paragraphs=tuple(paragraphs),
+                qtype=str(record.get("type", "")),
+                level=str(record.get("level", "")),
+                source=source,
+            )
+        except ConfigError as err:  # lone surrogates: the file's fault here, not the caller's
+            raise DataError(f"record {rid!r}: {err}") from None
+
+
+def _surrogate_field(task: Task) -> str | None:
+    """The first text field of ``task`` that holds lone surrogates, or None."""
+    for name in ("task_id", "question", "answer", "qtype", "level", "source"):
+        value = getattr(task, name)
+        if isinstance(value, str) and has_lone_surrogates(value):
+            return name
+    for p in task.paragraphs:
+        if has_lone_surrogates(p.title) or any(has_lone_surrogates(s) for s in p.sentences):
+            return f"paragraph {p.title!r}"
+    for f in task.supporting_facts:
+        if has_lone_surrogates(f.title) or has_lone_surrogates(f.text):
+            return f"supporting fact {f.title!r}"
+    return None
 
 
 class TaskSuite(Sequence[Task]):

@@ -12,7 +12,15 @@ import re
 import unicodedata
 from functools import lru_cache
 
-__all__ = ["STOPWORDS", "content_words", "keyword_containment", "split_sentences", "words"]
+__all__ = [
+    "STOPWORDS",
+    "content_words",
+    "has_lone_surrogates",
+    "keyword_containment",
+    "replace_lone_surrogates",
+    "split_sentences",
+    "words",
+]
 
 # A compact English stopword list: function words that carry no fact. Kept short on purpose so that
 # content-bearing words (numbers, names, "born", "founded") always survive.
@@ -26,6 +34,7 @@ STOPWORDS: frozenset[str] = frozenset(
 )
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
 
@@ -56,3 +65,30 @@ def keyword_containment(query: str, text: str) -> float:
 def split_sentences(text: str) -> list[str]:
     """Split on sentence-final punctuation followed by whitespace; keeps the punctuation; drops empty pieces."""
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def has_lone_surrogates(text: str) -> bool:
+    """True when ``text`` holds a code point in U+D800..U+DFFF, which UTF-8 cannot encode.
+
+    Python strings can hold them (a JSON escape such as ``"\\ud800"`` decodes to one), but no tokenizer, file or
+    terminal takes them, so text that reaches the agent's context must be free of them.
+
+    >>> has_lone_surrogates("caf\\u00e9 \\U0001f600"), has_lone_surrogates("bad \\ud800")
+    (False, True)
+    """
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")  # the C encoder is the fastest scan; only surrogates make UTF-8 fail
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with every surrogate code point replaced by U+FFFD (the Unicode replacement character).
+
+    >>> replace_lone_surrogates("bad \\ud800 text") == "bad \\ufffd text"
+    True
+    """
+    return _SURROGATE.sub("\ufffd", text) if has_lone_surrogates(text) else text

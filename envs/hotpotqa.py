@@ -259,6 +259,14 @@ class _RecordReader:
                         "corrupt: download it again"
                     ) from err
                 grow *= 2
+            except (ValueError, RecursionError) as err:  # an integer past Python's digit limit; absurd nesting
+                what = (
+                    "nests too deeply" if isinstance(err, RecursionError) else f"holds a value Python refuses ({err})"
+                )
+                raise DataError(
+                    f"{self._name}: record #{index} {what:.200}; this is not a HotpotQA record: the file is corrupt, "
+                    "download it again"
+                ) from None
 
     def __iter__(self) -> Iterator[Any]:
         first = self._peek()
@@ -271,6 +279,8 @@ class _RecordReader:
     def _list_items(self) -> Iterator[Any]:
         index = 0
         if self._peek() == "]":
+            self._pos += 1
+            self._end_of_list(0)
             return
         while True:
             yield self._value(index)
@@ -278,10 +288,20 @@ class _RecordReader:
             sep = self._peek()
             self._pos += 1
             if sep == "]":
+                self._end_of_list(index)
                 return
             if sep != ",":
                 got = repr(sep) if sep else "end of file"
                 raise DataError(f"{self._name}: expects ',' or ']' after record #{index - 1}, got {got}")
+
+    def _end_of_list(self, count: int) -> None:
+        """Nothing but whitespace may follow the top-level list (else the file is not what it seems)."""
+        extra = self._peek()
+        if extra:
+            raise DataError(
+                f"{self._name}: unexpected text {self._buf[self._pos : self._pos + 20]!r} after the top-level list "
+                f"of {count} records; the file is corrupt or two files were joined: download it again"
+            )
 
     def _lines(self) -> Iterator[Any]:
         index = 0
@@ -378,6 +398,8 @@ class _Skips:
     facts: int = 0
     fact_records: int = 0
     examples: tuple[str, ...] = ()
+    empty_answers: int = 0
+    empty_examples: tuple[str, ...] = ()
 
 
 def _to_task(record: Any, where: str, source: str, skips: _Skips) -> Task | None:
@@ -385,6 +407,11 @@ def _to_task(record: Any, where: str, source: str, skips: _Skips) -> Task | None
     try:
         if _is_hf_record(record):
             record = hf_record_to_official(record)
+        if isinstance(record, Mapping) and isinstance(record.get("answer"), str) and not record["answer"].strip():
+            skips.empty_answers += 1  # no gold answer to score against: skipped (and counted), never used
+            if len(skips.empty_examples) < 3:
+                skips.empty_examples += (_record_id(record),)
+            return None
         task = Task.from_dict(record, source=source)
     except DataError as err:
         if isinstance(record, Mapping) and _only_unresolved(record):
@@ -406,6 +433,11 @@ def _warn_skips(path: Path, skips: _Skips, total: int) -> None:
         ids = ", ".join(map(repr, skips.examples))
         parts.append(
             f"skipped {skips.records} of {total} records whose supporting facts name no context sentence (e.g. {ids})"
+        )
+    if skips.empty_answers:
+        parts.append(
+            f"skipped {skips.empty_answers} of {total} records with an empty answer "
+            f"(e.g. {', '.join(skips.empty_examples)})"
         )
     if skips.facts:
         parts.append(

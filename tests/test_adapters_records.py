@@ -187,3 +187,31 @@ def test_bad_arguments_raise() -> None:
         list(collect_records(env, NoMemoryPolicy(), TASKS, group_size=0))
     with pytest.raises(ConfigError, match="'policy' must have"):
         list(collect_records(env, 42, TASKS))  # type: ignore[arg-type]
+
+
+class _ScriptedPolicy:
+    """Writes one fixed turn, again and again."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def reset(self, info: Any) -> None:
+        pass
+
+    def act(self, observation: str, info: Any) -> str:
+        return self.text
+
+
+def test_responses_with_lone_surrogates_tokenise_write_and_read_back(tmp_path: Path) -> None:
+    """A response holding a lone surrogate (rejected by the env) tokenises, is written as valid UTF-8 and reads
+    back verbatim."""
+    from agemem_gym.trainers.models import tiny_tokenizer
+
+    text = "<answer>bad \ud800 answer</answer>"
+    recs = list(collect_records(make_env(), _ScriptedPolicy(text), TASKS[:1], group_size=1, tokenizer=tiny_tokenizer()))
+    assert recs and all(r["response"] == text and r["action_error"] == "invalid_unicode" for r in recs)
+    path = tmp_path / "recs.jsonl"
+    assert write_records(recs, path) == len(recs)
+    path.read_bytes().decode("utf-8")
+    assert [r["response"] for r in read_records(path)] == [text] * len(recs)
+    tokenize_step(tiny_tokenizer(), recs[0]["messages"], text)

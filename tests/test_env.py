@@ -481,3 +481,152 @@ def test_snapshot_pickles_with_a_judge_callable() -> None:
     state = pickle.loads(pickle.dumps(env.unwrapped.get_state()))  # type: ignore[attr-defined]
     env.unwrapped.set_state(state)  # type: ignore[attr-defined]
     assert env.step(answer("ok"))[4]["stage"] in (1, 2)
+
+
+# ---- issue 15: agent text that used to crash a step ----
+
+ISSUE_ACTIONS = {
+    "string_args_big_int": "<tool_call>"
+    + json.dumps({"name": "Add_memory", "arguments": '{"content": "x", "n": ' + "1" * 4301 + "}"})
+    + "</tool_call>",
+    "string_args_deep": "<tool_call>" + json.dumps({"name": "Add_memory", "arguments": "[" * 3000}) + "</tool_call>",
+    "escaped_surrogate": '<tool_call>{"name": "Add_memory", "arguments": {"content": "bad \\ud800 text"}}</tool_call>',
+    "raw_surrogate": "<answer>bad \ud800 answer</answer>",
+    "surrogate_in_summary": '<tool_call>{"name": "Summary_context", "arguments": {"span": "all", "summary": "\\udc00"}}'
+    "</tool_call>",
+}
+ISSUE_CODES = {
+    "string_args_big_int": "bad_call",
+    "string_args_deep": "bad_call",
+    "escaped_surrogate": "invalid_unicode",
+    "raw_surrogate": "invalid_unicode",
+    "surrogate_in_summary": "invalid_unicode",
+}
+
+
+def _utf8_clean(obs: str, info: dict[str, Any]) -> None:
+    obs.encode("utf-8")
+    json.dumps(info, ensure_ascii=False).encode("utf-8")
+
+
+@pytest.mark.parametrize("name", list(ISSUE_ACTIONS))
+def test_issue_actions_are_typed_errors_with_the_format_penalty(name: str) -> None:
+    """Each action of issue 15 is rejected with its code, feedback and the format penalty; nothing is stored and
+    the observation and info stay valid UTF-8."""
+    env = make(episode=SMALL)
+    env.reset(seed=0)
+    obs, reward, term, trunc, info = env.step(ISSUE_ACTIONS[name])
+    assert info["action_error"] == ISSUE_CODES[name] and not term and not trunc
+    assert info["reward_components"]["penalty"] == env.unwrapped.penalties.format_error  # type: ignore[attr-defined]
+    assert info["messages"][-1]["role"] == "tool" and ISSUE_CODES[name] in info["messages"][-1]["content"]
+    assert info["memory_size"] == 0
+    _utf8_clean(obs, info)
+    obs, *_, info = env.step(answer("next"))  # the env carries on
+    _utf8_clean(obs, info)
+
+
+def test_async_vector_env_survives_issue_actions() -> None:
+    """In an async vector env the workers live through every issue-15 action and keep stepping."""
+    envs = gym.make_vec(
+        "AgeMem-Synthetic-v0",
+        num_envs=2,
+        vectorization_mode="async",
+        vector_kwargs={"shared_memory": False},
+        episode={**SMALL, "max_tool_rounds": 10},
+    )
+    try:
+        envs.reset(seed=0)
+        for name, action in ISSUE_ACTIONS.items():
+            obs, _, _, _, info = envs.step((action, action))
+            assert list(info["action_error"]) == [ISSUE_CODES[name]] * 2
+        obs, *_ = envs.step((answer("x"), answer("x")))
+        assert all(isinstance(o, str) and o for o in obs)
+    finally:
+        envs.close()
+
+
+_surrogate_text = st.text(
+    alphabet=st.one_of(st.characters(), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)), max_size=20
+)
+_hostile = st.one_of(
+    _surrogate_text.map(lambda t: tool_call(("Add_memory", {"content": t}))),
+    _surrogate_text.map(lambda t: answer(t) if t.strip() else answer("x")),
+    _surrogate_text.map(lambda t: "<tool_call>" + json.dumps({"name": "Add_memory", "arguments": t}) + "</tool_call>"),
+    st.integers(0, 5000).map(
+        lambda n: "<tool_call>" + json.dumps({"name": "Add_memory", "arguments": "[" * n}) + "</tool_call>"
+    ),
+    st.integers(4290, 4310).map(
+        lambda n: (
+            "<tool_call>"
+            + json.dumps({"name": "Retrieve_memory", "arguments": '{"query": "q", "top_k": ' + "7" * n + "}"})
+            + "</tool_call>"
+        )
+    ),
+    st.sampled_from(
+        [
+            *ISSUE_ACTIONS.values(),
+            '<tool_call>{"name": "Retrieve_memory", "arguments": {"query": "q", "top_k": NaN}}</tool_call>',
+            '<tool_call>{"name": "Add_memory", "arguments": {"content": "x", "metadata": {"a": -Infinity}}}</tool_call>',
+            '<tool_call>{"name": "Add_memory", "arguments": {"content": "<think>kept</think> verbatim"}}</tool_call>',
+        ]
+    ),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_hostile, min_size=1, max_size=12))
+def test_hostile_text_never_raises_and_everything_stays_utf8(actions: list[str]) -> None:
+    """Surrogates, string-encoded deep or huge arguments, NaN, and the issue's actions: no step raises, every error
+    is typed, every observation, info and snapshot is valid UTF-8 and deep-copyable, the recording replays
+    exactly, and the trainer's chat encoding takes the final context."""
+    import tempfile
+
+    from agemem_gym.recorder import RecordEpisodes, load_episodes, replay
+    from agemem_gym.trainers.models import tiny_tokenizer
+    from agemem_gym.trainers.policy import encode_chat
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "eps.jsonl"
+        env = RecordEpisodes(make(episode={**SMALL, "max_tool_rounds": 20}), path)
+        env.reset(seed=1)
+        codes = {c.value for c in ErrorCode}
+        for action in actions:
+            obs, r, term, trunc, info = env.step(action)
+            assert info["action_error"] is None or info["action_error"] in codes
+            _utf8_clean(obs, info)
+            if term or trunc:
+                break
+        copy.deepcopy(env.unwrapped.get_state())  # type: ignore[attr-defined]
+        env.close()
+        (episode,) = load_episodes(path)
+        assert episode.actions == actions[: len(episode.actions)] and replay(episode).matches
+    encode_chat(tiny_tokenizer(), info["messages"])
+
+
+def test_a_task_with_lone_surrogates_is_refused_before_any_reset() -> None:
+    """A task whose id or text holds lone surrogates cannot be built, so reset() never meets one."""
+    from agemem_gym.task import Paragraph, SupportingFact, Task
+
+    fact = SupportingFact("T", 0, "T is here.")
+    with pytest.raises(ConfigError, match=r"task_id holds lone UTF-16 surrogates"):
+        Task("t\ud800", "Where is T?", "here", (fact,), (Paragraph("T", ("T is here.",)),))
+    with pytest.raises(ConfigError, match=r"paragraph 'T' holds lone UTF-16 surrogates"):
+        Task("t0", "Where is T?", "here", (fact,), (Paragraph("T", ("T is \udfff.",)),))
+
+
+def test_async_make_vec_with_default_settings_is_a_clear_error() -> None:
+    """Async make_vec at Gymnasium's default shared_memory=True raises ConfigError naming the fix (before any
+    worker starts), instead of a worker dying on KeyError('['); with the fix it steps exactly like sync."""
+    import multiprocessing
+
+    with pytest.raises(ConfigError, match=r"pass vector_kwargs=\{'shared_memory': False\}"):
+        gym.make_vec("AgeMem-Synthetic-v0", num_envs=2, vectorization_mode="async")
+    assert multiprocessing.active_children() == []
+    action = tool_call(("Add_memory", {"content": "[brackets] and café"}))
+    results = []
+    for mode, kwargs in (("sync", {}), ("async", {"shared_memory": False})):
+        envs = gym.make_vec("AgeMem-Synthetic-v0", num_envs=2, vectorization_mode=mode, vector_kwargs=kwargs)
+        envs.reset(seed=0)
+        results.append(envs.step((action, action))[0])
+        envs.close()
+    assert results[0] == results[1] and "[brackets] and café" in results[0][0]

@@ -351,3 +351,64 @@ def test_official_file_table() -> None:
         assert spec.url == "http://curtis.ml.cmu.edu/datasets/hotpot/" + spec.filename
         assert spec.sha256 is not None and re.fullmatch(r"[0-9a-f]{64}", spec.sha256)
         assert spec.num_bytes is not None and spec.num_bytes > 10**7
+
+
+@pytest.mark.parametrize("field", ["_id", "question", "context"])
+def test_lone_surrogates_in_a_record_are_a_data_error(tmp_path: Path, field: str) -> None:
+    """A JSON escape such as "\\ud800" in an id, question or sentence is rejected naming the record, before any
+    reset() could hash or show it."""
+    records = official_records(3)
+    if field == "context":
+        records[1]["context"][0][1][0] += "\ud800"
+    else:
+        records[1][field] += "\ud800"
+    path = tmp_path / "sur.json"
+    path.write_text(json.dumps(records), encoding="ascii")  # ensure_ascii writes the escape "\ud800"
+    with pytest.raises(DataError, match=r"sur\.json: record #1 .*lone UTF-16 surrogates"):
+        load_hotpotqa(path)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ('{"_id": "x", "n": ' + "1" * 5000 + "}", r"record #2 holds a value Python refuses \(Exceeds the limit"),
+        ("[" * 100_000 + "]" * 100_000, r"record #2 nests too deeply"),
+    ],
+)
+@pytest.mark.parametrize("jsonl", [False, True])
+def test_huge_integers_and_deep_nesting_name_the_file_and_record(
+    tmp_path: Path, payload: str, message: str, jsonl: bool
+) -> None:
+    """A 5,000-digit integer or 100,000 levels of brackets is a DataError naming the file and record, not a
+    raw ValueError or RecursionError."""
+    good = [json.dumps(r) for r in official_records(2)]
+    text = "\n".join([*good, payload]) if jsonl else "[" + ", ".join([*good, payload]) + "]"
+    path = tmp_path / "odd.json"
+    path.write_text(text)
+    with pytest.raises(DataError, match=rf"odd\.json: {message}"):
+        load_hotpotqa(path)
+
+
+@pytest.mark.parametrize("tail", ["garbage", '{"_id": "extra"}', "]"])
+def test_text_after_the_top_level_list_is_a_data_error(tmp_path: Path, tail: str) -> None:
+    """Anything but whitespace after the closing bracket (a joined or damaged file) is refused, not ignored."""
+    path = tmp_path / "tail.json"
+    path.write_text(json.dumps(official_records(2)) + "\n" + tail)
+    with pytest.raises(DataError, match=r"tail\.json: unexpected text .* after the top-level list of 2 records"):
+        load_hotpotqa(path)
+    path.write_text(json.dumps(official_records(2)) + " \n\t")
+    assert len(load_hotpotqa(path)) == 2
+
+
+def test_records_with_an_empty_answer_are_skipped_and_counted(tmp_path: Path) -> None:
+    """A record whose answer is empty cannot be scored: it is skipped with a counted warning, never loaded; built
+    directly, such a task is a DataError."""
+    from agemem_gym.task import Task
+
+    records = official_records(4)
+    records[1]["answer"] = "  "
+    with pytest.warns(UserWarning, match=r"skipped 1 of 4 records with an empty answer \(e\.g\. '"):
+        suite = load_hotpotqa(write(tmp_path / "empty.json", records))
+    assert records[1]["_id"] not in suite and len(suite) == 3
+    with pytest.raises(DataError, match=r"field 'answer' is empty"):
+        Task.from_dict(records[1])

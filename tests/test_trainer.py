@@ -299,3 +299,87 @@ def test_fake_env_contract() -> None:
         total += r
         done = term or trunc
     assert info["episode"]["R"] == pytest.approx(total)
+
+
+def test_rollout_on_the_real_env_survives_issue_15_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy that writes the issue's crashing text (huge ints and deep brackets in string arguments, lone
+    surrogates) plays whole episodes: every prompt after it still encodes, and the errors are counted."""
+    import agemem_gym  # noqa: F401  (registers the ids)
+    from agemem_gym.trainers import grpo
+    from agemem_gym.trainers.policy import Turn
+
+    bad = [
+        '<tool_call>{"name": "Add_memory", "arguments": "{\\"content\\": \\"x\\", \\"n\\": ' + "1" * 4301 + '}"}'
+        "</tool_call>",
+        '<tool_call>{"name": "Add_memory", "arguments": "' + "[" * 3000 + '"}</tool_call>',
+        '<tool_call>{"name": "Add_memory", "arguments": {"content": "bad \\ud800 text"}}</tool_call>',
+        "<answer>raw \ud800</answer>",
+    ]
+    calls = {"n": 0}
+
+    def scripted(model: Any, tokenizer: Any, prompts: list[list[int]], sampling: Sampling) -> list[Turn]:
+        calls["n"] += 1
+        return [Turn(list(p), [1], [0.0], bad[(calls["n"] + i) % len(bad)], "stop") for i, p in enumerate(prompts)]
+
+    monkeypatch.setattr(grpo, "generate", scripted)
+    envs = [gym.make("AgeMem-Synthetic-v0", episode={"max_tool_rounds": 2}) for _ in range(2)]
+    task = envs[0].unwrapped.suite.task_ids[0]  # type: ignore[attr-defined]
+    trajs = rollout(
+        tiny_model(seed=0),
+        tiny_tokenizer(),
+        envs,
+        [task],
+        [0],
+        Sampling(max_new_tokens=4),
+        max_prompt_tokens=512,
+        max_turns=20,
+        gen_batch_size=2,
+    )
+    for t in trajs:
+        assert t.truncated and t.action_errors == t.turns == 3 and t.episode["error_counts"]
+
+
+def _planted_checkpoint(tmp_path: Path, **saved: Any) -> Path:
+    """A checkpoint of the tiny model whose saved args carry ``saved`` (as a file from elsewhere might)."""
+    import dataclasses
+
+    from agemem_gym.trainers.models import load_model
+
+    model, _ = load_model("tiny", seed=0)
+    args = dataclasses.asdict(Args(model="tiny", device="cpu"))
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"args": {**args, **saved}, "model": model.state_dict()}, path)
+    return path
+
+
+def test_a_checkpoint_cannot_turn_downloads_on(tmp_path: Path) -> None:
+    """A saved allow_download=True is ignored; only the caller's own override turns downloads on."""
+    from agemem_gym.trainers.grpo import load_checkpoint_model
+
+    path = _planted_checkpoint(tmp_path, allow_download=True)
+    assert load_checkpoint_model(path)[2].allow_download is False
+    assert load_checkpoint_model(path, allow_download=True)[2].allow_download is True
+
+
+def test_a_checkpoint_cannot_make_evaluation_import_a_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A saved env_id of "module:id" is refused by evaluate_checkpoint unless trust_remote_module=True."""
+    from agemem_gym.errors import DataError
+
+    marker = tmp_path / "imported"
+    (tmp_path / "planted_by_checkpoint.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _planted_checkpoint(tmp_path, env_id=f"planted_by_checkpoint:{ENV_ID}")
+    with pytest.raises(DataError, match=r"module 'planted_by_checkpoint' is not imported"):
+        evaluate_checkpoint(path, num_tasks=1)
+    assert not marker.exists()
+    result = evaluate_checkpoint(path, num_tasks=1, trust_remote_module=True, max_new_tokens=4)
+    assert marker.exists() and result["eval/rollout/episodes"] == 1
+
+
+def test_a_checkpoint_with_unknown_settings_names_them(tmp_path: Path) -> None:
+    """Saved settings the trainer does not know are a DataError naming them, not a TypeError from Args."""
+    from agemem_gym.errors import DataError
+    from agemem_gym.trainers.grpo import load_checkpoint_model
+
+    with pytest.raises(DataError, match=r"saved settings \['no_such_setting'\] are not fields of Args"):
+        load_checkpoint_model(_planted_checkpoint(tmp_path, no_such_setting=1))

@@ -59,6 +59,7 @@ import agemem_gym  # noqa: F401  (registers the env ids)
 from agemem_gym.trainers.lora import DEFAULT_TARGETS, adapters_disabled, apply_lora, lora_state_dict
 from agemem_gym.trainers.models import load_model
 from agemem_gym.trainers.policy import Sampling, encode_chat, generate, left_pad, response_logprobs, token_logprobs
+from agemem_gym.trainers.saved_args import trusted_saved_args
 
 __all__ = [
     "PRESETS",
@@ -976,13 +977,20 @@ def evaluate(
         return episode_metrics(_all_trajectories(trajs), prefix="eval/")
 
 
-def load_checkpoint_model(path: str | Path, **overrides: Any) -> tuple[nn.Module, Any, Args]:
+def load_checkpoint_model(
+    path: str | Path, *, trust_remote_module: bool = False, **overrides: Any
+) -> tuple[nn.Module, Any, Args]:
     """The model (with its LoRA adapters), tokenizer and ``Args`` of a checkpoint written by :func:`main`.
 
-    ``overrides`` replace saved settings (e.g. ``device="cpu"``). The model is on ``args.device``.
+    ``overrides`` replace saved settings (e.g. ``device="cpu"``). The model is on ``args.device``. checkpoint.pt is
+    a torch pickle read with ``weights_only=True`` (no code runs), and its saved settings cannot run code either:
+    its ``allow_download`` is ignored (pass it here to download) and its ``env_id`` must be registered unless
+    ``trust_remote_module=True`` (see :mod:`agemem_gym.trainers.saved_args`).
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
-    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in state["args"].items()}
+    saved = trusted_saved_args(
+        state["args"], Args, source=f"checkpoint {str(path)!r}", trust_remote_module=trust_remote_module
+    )
     args = Args(**{**saved, **overrides})
     model, tokenizer = _build_model(args, _device(args.device))
     model.load_state_dict(state["model"], strict=args.lora_rank == 0)
@@ -992,7 +1000,10 @@ def load_checkpoint_model(path: str | Path, **overrides: Any) -> tuple[nn.Module
 def evaluate_checkpoint(
     path: str | Path, num_tasks: int = 20, *, greedy: bool = True, **overrides: Any
 ) -> dict[str, float]:
-    """Load a checkpoint written by :func:`main` and evaluate it (single process) on ``num_tasks`` tasks."""
+    """Load a checkpoint written by :func:`main` and evaluate it (single process) on ``num_tasks`` tasks.
+
+    ``overrides`` (``trust_remote_module`` among them) go to :func:`load_checkpoint_model`.
+    """
     model, tokenizer, args = load_checkpoint_model(path, **overrides)
     amp = _autocast(next(model.parameters()).device, args.bf16)
 

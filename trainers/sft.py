@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from agemem_gym.jsonl import json_line
 from agemem_gym.trainers.lora import DEFAULT_TARGETS, apply_lora, merge_lora
 from agemem_gym.trainers.models import load_model
 from agemem_gym.trainers.policy import encode_chat, response_logprobs
@@ -51,7 +52,7 @@ def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> None:
     """Write one JSON record per line."""
     with Path(path).open("w", encoding="utf-8") as f:
         for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(json_line(record))  # valid UTF-8 whatever the response holds
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -56,6 +56,8 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 
 from agemem_gym.errors import ConfigError, DataError
+from agemem_gym.jsonl import json_line
+from agemem_gym.protocol import display_text
 
 __all__ = [
     "RECORD_FIELDS",
@@ -123,7 +125,9 @@ def tokenize_step(
         [dict(m) for m in messages], tools=tools, tokenize=False, add_generation_prompt=True
     )
     prompt_ids: list[int] = list(tokenizer(text, add_special_tokens=False).input_ids)
-    response_ids: list[int] = list(tokenizer(response, add_special_tokens=False).input_ids)
+    # No tokenizer takes lone surrogates; a response holding them (the env rejects it as invalid_unicode) is
+    # tokenised with U+FFFD in their place, while the record's "response" keeps the text verbatim.
+    response_ids: list[int] = list(tokenizer(display_text(response), add_special_tokens=False).input_ids)
     if append_eos and tokenizer.eos_token_id is not None:
         response_ids.append(int(tokenizer.eos_token_id))
     return prompt_ids, response_ids
@@ -327,7 +331,7 @@ def write_records(records: Iterable[Mapping[str, Any]], path: str | os.PathLike[
             for rec in records:
                 if validate:
                     validate_record(rec)
-                f.write(json.dumps(rec, ensure_ascii=False, allow_nan=False) + "\n")
+                f.write(json_line(rec, allow_nan=False))  # valid UTF-8 even for responses with lone surrogates
                 n += 1
         os.replace(tmp, out)
     finally:
