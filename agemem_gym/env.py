@@ -450,7 +450,7 @@ class AgeMemEnv(gym.Env[str, str]):
         """Price the step as a potential difference plus its task term and penalties, and build its info."""
         ep = self._require()
         ep.ledger.penalty += penalty
-        phi_after = self._rules.potential(ep.ledger)
+        terms, phi_after = self._rules.measure(ep.ledger)
         components = {k: phi_after[k] - phi_before.get(k, 0.0) for k in phi_after}
         ep.phi = phi_after
         components["task"] = task_term
@@ -458,7 +458,7 @@ class AgeMemEnv(gym.Env[str, str]):
         reward = float(sum(components.values()))
         ep.reward_sum += reward
         ep.done = terminated or truncated
-        info = self._info(error, results, components)
+        info = self._info(error, results, components, terms=terms)
         if ep.done:
             info["episode"] = self._episode_summary()
             if truncated:
@@ -513,7 +513,13 @@ class AgeMemEnv(gym.Env[str, str]):
 
     # ---- reporting ----
     def _info(
-        self, error: str | None, results: Sequence[ToolResult], components: Mapping[str, float], *, first: bool = False
+        self,
+        error: str | None,
+        results: Sequence[ToolResult],
+        components: Mapping[str, float],
+        *,
+        first: bool = False,
+        terms: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         ep = self._require()
         ledger = ep.ledger
@@ -527,7 +533,7 @@ class AgeMemEnv(gym.Env[str, str]):
             "call_errors": [r.error.code.value for r in results if r.error is not None],
             "tool_results": [r.to_dict() for r in results],
             "reward_components": dict(components) if not first else {},
-            "reward_terms": self._rules.terms(ledger),
+            "reward_terms": terms if terms is not None else self._rules.terms(ledger),
             "context_tokens": self.context.tokens,
             "memory_size": len(self.store),
             "messages": self.context.to_dicts(),

@@ -362,10 +362,16 @@ def _mean(values: Iterable[float]) -> float:
 
 def potential(ledger: EpisodeLedger, weights: RewardWeights) -> dict[str, float]:
     """The weighted shaping terms of Φ(s), by name; Φ(s) is their sum. All are 0 for a fresh ledger."""
+    return _weighted(context_terms(ledger), memory_terms(ledger), efficiency_score(ledger), weights)
+
+
+def _weighted(
+    context: Mapping[str, float], memory: Mapping[str, float], efficiency: float, weights: RewardWeights
+) -> dict[str, float]:
     return {
-        "context": weights.context * _mean(context_terms(ledger).values()),
-        "memory": weights.memory * _mean(memory_terms(ledger).values()),
-        "efficiency": weights.efficiency * efficiency_score(ledger),
+        "context": weights.context * _mean(context.values()),
+        "memory": weights.memory * _mean(memory.values()),
+        "efficiency": weights.efficiency * efficiency,
     }
 
 
@@ -524,14 +530,15 @@ class RewardRules:
         """Φ(s) by term (see :func:`potential`)."""
         return potential(ledger, self.weights)
 
+    def measure(self, ledger: EpisodeLedger) -> tuple[dict[str, float], dict[str, float]]:
+        """Every unweighted term (:meth:`terms`) and Φ(s) by term, from one evaluation of the ledger."""
+        ctx, mem, eff = context_terms(ledger), memory_terms(ledger), efficiency_score(ledger)
+        terms = {**ctx, **mem, "efficiency": eff, "task": ledger.task if ledger.task is not None else 0.0}
+        return terms, _weighted(ctx, mem, eff, self.weights)
+
     def terms(self, ledger: EpisodeLedger) -> dict[str, float]:
         """Every unweighted term now, by name (task is 0 until the episode ends)."""
-        return {
-            **context_terms(ledger),
-            **memory_terms(ledger),
-            "efficiency": efficiency_score(ledger),
-            "task": ledger.task if ledger.task is not None else 0.0,
-        }
+        return self.measure(ledger)[0]
 
     def episode_reward(self, ledger: EpisodeLedger) -> float:
         """R(τ) in closed form (Eq. 16) from the ledger; once the episode has ended it equals the sum of its step
