@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -11,38 +12,52 @@ from agemem_gym.trainers.grpo import group_advantages, grpo_loss, kl_k3, masked_
 
 
 def test_group_advantages_hand_values() -> None:
-    """A = (r - mean) / (std + eps) with the population std, per group."""
+    """A = (r - mean) / (std + eps) per group, with the sample std (K - 1) by default and the population std (K)
+    on request."""
     rewards = torch.tensor([[0.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
     adv, zero = group_advantages(rewards, eps=0.0)
-    assert torch.equal(adv, torch.tensor([[-1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64))
+    half = 1 / math.sqrt(2)  # sample std of {0, 1} is sqrt(0.5): A = ±0.5 / sqrt(0.5)
+    assert torch.allclose(adv, torch.tensor([[-half, half], [-half, half]], dtype=torch.float64), rtol=1e-15)
     assert not zero.any()
+    adv, _ = group_advantages(rewards, eps=0.0, std="population")
+    assert torch.equal(adv, torch.tensor([[-1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64))
 
-    adv, _ = group_advantages(torch.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=torch.float64), eps=0.0)
-    std = math.sqrt(1.25)  # population std of 1..4
-    assert torch.allclose(adv, torch.tensor([[-1.5, -0.5, 0.5, 1.5]], dtype=torch.float64) / std)
+    one_to_four = torch.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
+    centred = torch.tensor([[-1.5, -0.5, 0.5, 1.5]], dtype=torch.float64)
+    adv, _ = group_advantages(one_to_four, eps=0.0)
+    assert torch.allclose(adv, centred / math.sqrt(5 / 3))  # sample std of 1..4: sqrt(5 / 3)
+    adv, _ = group_advantages(one_to_four, eps=0.0, std="population")
+    assert torch.allclose(adv, centred / math.sqrt(1.25))  # population std of 1..4: sqrt(1.25)
+    with pytest.raises(ValueError, match="'adv_std' must be 'sample' or 'population', got 'biased'"):
+        group_advantages(one_to_four, std="biased")  # type: ignore[arg-type]
 
 
-def test_group_advantages_matches_naive_loop() -> None:
-    """Random groups give what a per-group Python loop gives."""
+@pytest.mark.parametrize(("std", "dof"), [("sample", 1), ("population", 0)])
+def test_group_advantages_matches_naive_loop(std: str, dof: int) -> None:
+    """Random groups give what a per-group Python loop gives (sample: divide by K - 1; population: by K)."""
     gen = torch.Generator().manual_seed(0)
     rewards = torch.randn(5, 6, generator=gen, dtype=torch.float64)
-    adv, _ = group_advantages(rewards, eps=1e-6)
+    adv, _ = group_advantages(rewards, eps=1e-6, std=std)  # type: ignore[arg-type]
     for g in range(5):
         row = rewards[g].tolist()
         mean = sum(row) / len(row)
-        std = math.sqrt(sum((r - mean) ** 2 for r in row) / len(row))
+        sd = math.sqrt(sum((r - mean) ** 2 for r in row) / (len(row) - dof))
         for k in range(6):
-            assert adv[g, k].item() == pytest.approx((row[k] - mean) / (std + 1e-6), rel=1e-12)
+            assert adv[g, k].item() == pytest.approx((row[k] - mean) / (sd + 1e-6), rel=1e-12)
 
 
-def test_zero_spread_and_single_member_groups_get_exactly_zero() -> None:
-    """Groups whose rewards are all equal (including groups of one) get advantage exactly 0 and are flagged."""
+@pytest.mark.parametrize("std", ["sample", "population"])
+def test_zero_spread_and_single_member_groups_get_exactly_zero(std: str) -> None:
+    """Groups whose rewards are all equal (including groups of one) get advantage exactly 0 and are flagged; a
+    group of one has no spread under either std (never NaN, no degrees-of-freedom warning)."""
     rewards = torch.tensor([[0.1, 0.1, 0.1], [0.0, 1.0, 0.0], [-1.0, -1.0, -1.0]], dtype=torch.float64)
-    adv, zero = group_advantages(rewards)
+    adv, zero = group_advantages(rewards, std=std)  # type: ignore[arg-type]
     assert zero.tolist() == [True, False, True]
     assert torch.equal(adv[0], torch.zeros(3, dtype=torch.float64))  # not rounding noise / eps
     assert torch.equal(adv[2], torch.zeros(3, dtype=torch.float64))
-    single, zero1 = group_advantages(torch.tensor([[3.0], [5.0]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        single, zero1 = group_advantages(torch.tensor([[3.0], [5.0]]), std=std)  # type: ignore[arg-type]
     assert torch.equal(single, torch.zeros(2, 1)) and zero1.all()
 
 

@@ -209,6 +209,7 @@ def test_cli_presets_and_overrides() -> None:
         ({"env_kwargs": "[1]"}, "'env_kwargs' must be a JSON object"),
         ({"eval_every": -1}, "'eval_every' must be >= 0"),
         ({"groups_per_update": 3}, "must be divisible by the number of ranks"),
+        ({"adv_std": "biased"}, "'adv_std' must be 'sample'"),
     ],
 )
 def test_bad_settings_raise_with_the_rule(override: dict[str, Any], message: str) -> None:

@@ -24,6 +24,7 @@ The algorithm (AgeMem paper §3.4, Alg. 2):
         play all B·K episodes, stepping every unfinished env together; every agent turn is one training sample:
             (exact prompt ids the model saw, exact response ids it sampled, their log-probs at sampling time)
         R(τ) = the episode's terminal reward; A = (R − mean_group) / (std_group + ε)          (Eq. 5)
+            with the sample std (K − 1 degrees of freedom) as in Alg. 2 (--adv-std population: K)
         broadcast A to every turn of its trajectory (all three stages)
         for each epoch: one optimizer step on the clipped-ratio loss with a k3 KL penalty     (Eq. 6)
             to the frozen reference, accumulated over micro-batches
@@ -165,6 +166,9 @@ class Args:
     """KL penalty coefficient β (Eq. 6; paper: 0.1); 0 skips the reference model"""
     adv_eps: float = 1e-6
     """ε in A = (R - mean) / (std + ε) (Eq. 5)"""
+    adv_std: Literal["sample", "population"] = "sample"
+    """the group's std in Eq. 5: "sample" (Bessel-corrected, divides by K - 1, as in the paper's Alg. 2) or
+    "population" (divides by K)"""
     loss_average: Literal["trajectory", "token"] = "trajectory"
     """"trajectory": mean over each trajectory's tokens, then over trajectories; "token": one mean over all tokens"""
     skip_zero_spread: bool = False
@@ -248,17 +252,29 @@ def preset(name: str, **overrides: Any) -> Args:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def group_advantages(rewards: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor]:
+def group_advantages(
+    rewards: Tensor, eps: float = 1e-6, std: Literal["sample", "population"] = "sample"
+) -> tuple[Tensor, Tensor]:
     """Group-normalised advantages (paper Eq. 5): ``rewards`` (G, K) -> ``A`` (G, K) and ``zero_spread`` (G,).
 
-    ``A = (r - mean) / (std + eps)`` within each group of K trajectories of one task, with the population std
-    (a group of one has std 0, not NaN). A group whose rewards are all equal carries no signal: its advantages are
-    set to exactly 0 (rather than rounding noise over eps) and it is flagged in ``zero_spread``.
+    ``A = (r - mean) / (std + eps)`` within each group of K trajectories of one task. ``std="sample"`` (default)
+    is the Bessel-corrected std (divides by K - 1), as the paper's Alg. 2 computes it; ``"population"`` divides by
+    K. A group whose rewards are all equal carries no signal: its advantages are set to exactly 0 (rather than
+    rounding noise over eps) and it is flagged in ``zero_spread``. A group of one is such a group: it has no
+    spread, so its advantage is 0 under either std, never NaN (the sample std of one value is 0/0).
+
+    Raises:
+        ValueError: ``std`` is neither ``"sample"`` nor ``"population"``.
     """
+    if std not in ("sample", "population"):
+        raise ValueError(f"'adv_std' must be 'sample' or 'population', got {std!r}")
+    k = rewards.shape[1]
+    # K - 1 degrees of freedom for the sample std; clamped to 1 so that a group of one divides 0 by 1, not by 0.
+    dof = max(k - 1, 1) if std == "sample" else k
     mean = rewards.mean(dim=1, keepdim=True)  # (G, 1)
-    std = rewards.std(dim=1, keepdim=True, correction=0)  # (G, 1)
+    spread = (rewards - mean).pow(2).sum(dim=1, keepdim=True).div(dof).sqrt()  # (G, 1)
     zero_spread = rewards.amax(dim=1) == rewards.amin(dim=1)  # (G,)
-    adv = (rewards - mean) / (std + eps)
+    adv = (rewards - mean) / (spread + eps)
     return adv.masked_fill(zero_spread.unsqueeze(1), 0.0), zero_spread
 
 
@@ -522,6 +538,10 @@ def check_args(args: Args, world_size: int = 1) -> None:
         (args.num_updates >= 0, f"'num_updates' must be >= 0, got {args.num_updates}"),
         (args.eval_tasks >= 0, f"'eval_tasks' must be >= 0 (0: no evaluation), got {args.eval_tasks}"),
         (args.eval_every >= 0, f"'eval_every' must be >= 0 (0: only after training), got {args.eval_every}"),
+        (
+            args.adv_std in ("sample", "population"),
+            f"'adv_std' must be 'sample' (the paper's Alg. 2) or 'population', got {args.adv_std!r}",
+        ),
     ]
     for ok, message in rules:
         if not ok:
@@ -813,7 +833,7 @@ def main(args: Args) -> dict[str, float]:
         # ---- advantages ----
         rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float64)  # (G·K,) env i is in group i // K
         rewards = rewards.view(groups_per_rank, args.group_size)  # (G, K)
-        adv, zero_spread = group_advantages(rewards, args.adv_eps)  # (G, K), (G,)
+        adv, zero_spread = group_advantages(rewards, args.adv_eps, args.adv_std)  # (G, K), (G,)
         samples = [
             (step, float(adv[traj.group, j % args.group_size]), j)  # A(τ) on every turn, all three stages
             for j, traj in enumerate(trajs)
