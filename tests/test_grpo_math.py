@@ -8,7 +8,16 @@ import warnings
 import pytest
 import torch
 
-from agemem_gym.trainers.grpo import group_advantages, grpo_loss, kl_k3, masked_mean, token_logprobs, token_weights
+from agemem_gym.trainers.grpo import (
+    Step,
+    group_advantages,
+    grpo_loss,
+    kl_k3,
+    make_micro_batches,
+    masked_mean,
+    token_logprobs,
+    token_weights,
+)
 
 
 def test_group_advantages_hand_values() -> None:
@@ -157,8 +166,9 @@ def test_padding_with_extreme_logprobs_stays_finite() -> None:
     assert loss.item() == pytest.approx(only.item())
 
 
-def test_trajectory_vs_token_averaging_hand_example() -> None:
-    """Trajectory mode averages each trajectory's tokens first; token mode pools every token of the batch."""
+def test_trajectory_token_and_step_averaging_hand_example() -> None:
+    """Trajectory mode averages each trajectory's tokens first; token mode pools every token of the batch; step mode
+    (Eq. 6) averages each step's tokens, then the steps."""
     # Trajectory 0: one turn with token losses [1, 3]. Trajectory 1: two turns, [5] and [7, 9, 11].
     per_token = torch.tensor([[0.0, 0.0, 1.0, 3.0], [0.0, 0.0, 0.0, 5.0], [0.0, 7.0, 9.0, 11.0]])
     mask = torch.tensor([[0, 0, 1, 1], [0, 0, 0, 1], [0, 1, 1, 1]])
@@ -173,11 +183,13 @@ def test_trajectory_vs_token_averaging_hand_example() -> None:
 
     assert loss("trajectory") == pytest.approx(((1 + 3) / 2 + (5 + 7 + 9 + 11) / 4) / 2)  # (2 + 8) / 2 = 5
     assert loss("token") == pytest.approx((1 + 3 + 5 + 7 + 9 + 11) / 6)  # 6
+    assert loss("step") == pytest.approx(((1 + 3) / 2 + 5 / 1 + (7 + 9 + 11) / 3) / 3)  # (2 + 5 + 9) / 3 = 16/3
     with pytest.raises(ValueError, match="loss_average"):
         token_weights(traj, n_tokens, "sequence")  # type: ignore[arg-type]
 
 
-def test_micro_batch_losses_sum_to_the_full_batch_loss() -> None:
+@pytest.mark.parametrize("mode", ["trajectory", "token", "step"])
+def test_micro_batch_losses_sum_to_the_full_batch_loss(mode: str) -> None:
     """Splitting a batch into micro-batches (weights computed once) sums to the full-batch loss and gradient."""
     gen = torch.Generator().manual_seed(3)
     n, t = 6, 5
@@ -185,7 +197,7 @@ def test_micro_batch_losses_sum_to_the_full_batch_loss() -> None:
     old, ref = logp.detach() + 0.05 * torch.randn(n, t, generator=gen), logp.detach() - 0.1
     adv, mask = torch.randn(n, generator=gen), (torch.rand(n, t, generator=gen) > 0.3).long()
     mask[:, -1] = 1
-    w = token_weights(torch.tensor([0, 0, 1, 2, 2, 2]), mask.sum(1), "trajectory").float()
+    w = token_weights(torch.tensor([0, 0, 1, 2, 2, 2]), mask.sum(1), mode).float()  # type: ignore[arg-type]
     full, _ = grpo_loss(logp, old, ref, adv, mask, w)
     (full_grad,) = torch.autograd.grad(full, logp)
     parts = [
@@ -195,3 +207,19 @@ def test_micro_batch_losses_sum_to_the_full_batch_loss() -> None:
     (part_grad,) = torch.autograd.grad(total, logp)
     assert float(total.detach()) == pytest.approx(full.item(), rel=1e-6)
     assert torch.allclose(part_grad, full_grad, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["trajectory", "token", "step"])
+def test_make_micro_batches_weights_form_one_mean_over_the_batch(mode: str) -> None:
+    """Across its micro-batches, make_micro_batches gives each sample the weight token_weights gives it on the whole
+    batch, so each mean's weights over the batch's tokens add up to 1."""
+    lengths, trajectory = [3, 1, 4, 1, 5, 2], [0, 0, 1, 2, 2, 2]
+    samples = [(Step([7] * (i + 1), [1] * n, [-0.5] * n), 0.5, j) for i, (n, j) in enumerate(zip(lengths, trajectory))]
+    batches = make_micro_batches(samples, fallback=samples[0][0], size=4, loss_average=mode, device=torch.device("cpu"))  # type: ignore[arg-type]
+    assert [len(mb.prompts) for mb in batches] == [4, 2]
+    expected = token_weights(torch.tensor(trajectory), torch.tensor(lengths), mode)  # type: ignore[arg-type]
+    got = {tuple(p): float(w) for mb in batches for p, w in zip(mb.prompts, mb.weights)}
+    assert [got[tuple(s.prompt_ids)] for s, _, _ in samples] == pytest.approx(expected.tolist(), rel=1e-12)
+    assert sum(w * n for w, n in zip(expected.tolist(), lengths)) == pytest.approx(1.0)
+    if mode == "step":  # every step weighs 1/N whatever its length
+        assert [w * n for w, n in zip(expected.tolist(), lengths)] == pytest.approx([1 / 6] * 6)

@@ -82,6 +82,12 @@ def test_one_update_changes_the_model_with_zero_initial_kl(tmp_path: Path) -> No
     assert {k.split("/")[0] for k in rows[0] if "/" in k} >= {"reward", "memory", "rollout", "loss", "perf"}
 
 
+def test_step_averaging_and_population_std_train(tmp_path: Path) -> None:
+    """loss_average="step" (Eq. 6) and adv_std="population" run through a whole update: finite loss, nonzero gradient."""
+    metrics = main(_args(tmp_path, "step", loss_average="step", adv_std="population", update_epochs=1))
+    assert torch.isfinite(torch.tensor(metrics["loss/loss"])) and metrics["loss/grad_norm"] > 0
+
+
 def test_resume_reproduces_the_next_update_bit_for_bit(tmp_path: Path) -> None:
     """Stopping after update 1 and resuming gives exactly the weights and optimizer of an uninterrupted 2-update run."""
     main(_args(tmp_path, "straight", num_updates=2))
@@ -210,6 +216,7 @@ def test_cli_presets_and_overrides() -> None:
         ({"eval_every": -1}, "'eval_every' must be >= 0"),
         ({"groups_per_update": 3}, "must be divisible by the number of ranks"),
         ({"adv_std": "biased"}, "'adv_std' must be 'sample'"),
+        ({"loss_average": "sequence"}, "'loss_average' must be 'trajectory', 'token' or 'step'"),
     ],
 )
 def test_bad_settings_raise_with_the_rule(override: dict[str, Any], message: str) -> None:

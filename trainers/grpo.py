@@ -31,6 +31,10 @@ The algorithm (AgeMem paper §3.4, Alg. 2):
 
 A trajectory's turns are independent samples: nothing is re-tokenised from decoded text, and the prompt of each
 turn is the context *after* the agent's own SUMMARY/FILTER edits, as the env reports it in ``info["messages"]``.
+
+The loss average (``--loss-average``): ``trajectory`` (default; each trajectory's tokens, then the trajectories, so
+long trajectories do not dominate), ``token`` (every token of the batch alike) or ``step`` (Eq. 6 as written: each
+step's tokens, then 1/|E| over the batch's steps).
 """
 
 from __future__ import annotations
@@ -169,8 +173,10 @@ class Args:
     adv_std: Literal["sample", "population"] = "sample"
     """the group's std in Eq. 5: "sample" (Bessel-corrected, divides by K - 1, as in the paper's Alg. 2) or
     "population" (divides by K)"""
-    loss_average: Literal["trajectory", "token"] = "trajectory"
-    """"trajectory": mean over each trajectory's tokens, then over trajectories; "token": one mean over all tokens"""
+    loss_average: Literal["trajectory", "token", "step"] = "trajectory"
+    """how the token losses of a batch are averaged: "trajectory" (mean over each trajectory's tokens, then over
+    trajectories: long trajectories do not dominate, DESIGN §8), "token" (one mean over all tokens, as in DAPO) or
+    "step" (the paper's Eq. 6: mean over each step's tokens, then 1/|E| over all steps of the batch)"""
     skip_zero_spread: bool = False
     """drop groups whose K rewards are all equal (their advantage is 0; only the KL term would train on them)"""
 
@@ -292,19 +298,31 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return torch.exp(log_ratio) - log_ratio - 1.0
 
 
-def token_weights(traj_index: Tensor, n_tokens: Tensor, mode: Literal["trajectory", "token"]) -> Tensor:
+def token_weights(traj_index: Tensor, n_tokens: Tensor, mode: Literal["trajectory", "token", "step"]) -> Tensor:
     """Per-sample weight w such that ``Σ_i w_i Σ_t ℓ_it`` is the chosen mean of the token losses ℓ: (N,) -> (N,).
 
-    ``traj_index`` (N,) names the trajectory of each sample (one agent turn) and ``n_tokens`` (N,) its response
-    length. ``"trajectory"``: mean over each trajectory's tokens, then mean over trajectories, so long trajectories
-    do not dominate (DESIGN §8). ``"token"``: one mean over every token of the batch (as in DAPO). The weights are
-    computed once per batch, so summing micro-batch losses gives exactly the full-batch loss.
+    ``traj_index`` (N,) names the trajectory of each sample (one agent turn, a step) and ``n_tokens`` (N,) its
+    response length. The three means:
+
+    - ``"trajectory"``: mean over each trajectory's tokens, then mean over trajectories, so long trajectories do
+      not dominate (DESIGN §8): ``w_i = 1 / (n_tokens of i's trajectory · number of trajectories)``.
+    - ``"token"``: one mean over every token of the batch (as in DAPO): ``w_i = 1 / total tokens``.
+    - ``"step"``: the paper's Eq. 6, ``1/|E| Σ_e 1/|e| Σ_t``: mean over each step's tokens, then mean over all
+      steps of the batch: ``w_i = 1 / (n_tokens_i · N)``, so every turn counts alike whatever its length.
+
+    The weights are computed once per batch, so summing micro-batch losses gives exactly the full-batch loss.
+
+    Raises:
+        ValueError: ``mode`` is not one of the three.
     """
     n_tokens = n_tokens.to(torch.float64)
     if mode == "token":
         return torch.full_like(n_tokens, 1.0 / n_tokens.sum().item())
+    if mode == "step":
+        # clamp: an empty response has no unmasked token, so its weight multiplies nothing (and stays finite).
+        return 1.0 / (n_tokens.clamp(min=1) * len(n_tokens))
     if mode != "trajectory":
-        raise ValueError(f"'loss_average' must be 'trajectory' or 'token', got {mode!r}")
+        raise ValueError(f"'loss_average' must be 'trajectory', 'token' or 'step', got {mode!r}")
     _, inverse = torch.unique(traj_index, return_inverse=True)  # (N,) trajectory ids made contiguous
     n_traj = int(inverse.max()) + 1
     per_traj = torch.zeros(n_traj, dtype=torch.float64).index_add_(0, inverse, n_tokens)  # tokens per trajectory
@@ -542,6 +560,10 @@ def check_args(args: Args, world_size: int = 1) -> None:
             args.adv_std in ("sample", "population"),
             f"'adv_std' must be 'sample' (the paper's Alg. 2) or 'population', got {args.adv_std!r}",
         ),
+        (
+            args.loss_average in ("trajectory", "token", "step"),
+            f"'loss_average' must be 'trajectory', 'token' or 'step', got {args.loss_average!r}",
+        ),
     ]
     for ok, message in rules:
         if not ok:
@@ -697,7 +719,7 @@ def make_micro_batches(
     *,
     fallback: Step,
     size: int,
-    loss_average: Literal["trajectory", "token"],
+    loss_average: Literal["trajectory", "token", "step"],
     device: torch.device,
 ) -> list[MicroBatch]:
     """Micro-batches of (step, advantage, trajectory index) samples, with their loss weights for the whole batch.
@@ -711,8 +733,14 @@ def make_micro_batches(
     n_tokens = torch.tensor([len(step.response_ids) for step, _, _ in samples])
     weights = scale * token_weights(torch.tensor([j for _, _, j in samples]), n_tokens, loss_average)  # (N,)
     if dist.is_initialized():
-        # DDP averages gradients over ranks; rescale so that the sum over ranks is the global batch's mean.
-        local = scale * (len({j for _, _, j in samples}) if loss_average == "trajectory" else float(n_tokens.sum()))
+        # DDP averages gradients over ranks; rescale so that the sum over ranks is the global batch's mean: the
+        # local weights divide by this rank's count of what the mean is over (trajectories, tokens or steps).
+        counts = {
+            "trajectory": float(len({j for _, _, j in samples})),
+            "token": float(n_tokens.sum()),
+            "step": float(len(samples)),
+        }
+        local = scale * counts[loss_average]
         weights = weights * _world() * local / max(_all_sum([local], device)[0], 1.0)
     order = sorted(range(len(samples)), key=lambda i: len(samples[i][0].prompt_ids) + len(samples[i][0].response_ids))
     batches = []
