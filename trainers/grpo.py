@@ -23,7 +23,7 @@ The algorithm (AgeMem paper §3.4, Alg. 2):
         B tasks; K envs per task reset with the same task_id (a group shares its start exactly)
         play all B·K episodes, stepping every unfinished env together; every agent turn is one training sample:
             (exact prompt ids the model saw, exact response ids it sampled, their log-probs at sampling time)
-        R(τ) = the episode's terminal reward; A = (R − mean_group) / (std_group + ε)          (Eq. 5)
+        R(τ) = the env's info["episode"]["R"]; A = (R − mean_group) / (std_group + ε)        (Eq. 5)
             with the sample std (K − 1 degrees of freedom) as in Alg. 2 (--adv-std population: K)
         broadcast A to every turn of its trajectory (all three stages)
         for each epoch: one optimizer step on the clipped-ratio loss with a k3 KL penalty     (Eq. 6)
@@ -31,6 +31,12 @@ The algorithm (AgeMem paper §3.4, Alg. 2):
 
 A trajectory's turns are independent samples: nothing is re-tokenised from decoded text, and the prompt of each
 turn is the context *after* the agent's own SUMMARY/FILTER edits, as the env reports it in ``info["messages"]``.
+
+R(τ) is always the env's. By default (``--max-turns`` unset) the trainer never cuts an episode: the env's own limits
+(``max_tool_rounds`` per user message, ``max_steps``) end every one, with P_rounds and P_no-answer when they
+truncate it. With ``--max-turns N`` an episode still running after N turns is ended through the env
+(``env.unwrapped.truncate(reason="turn_cap")``), which prices it exactly as its own truncation: such an episode
+counts in ``rollout/capped_episodes`` and, like every episode, in the reward, task and memory means.
 
 The loss average (``--loss-average``): ``trajectory`` (default; each trajectory's tokens, then the trajectories, so
 long trajectories do not dominate), ``token`` (every token of the batch alike) or ``step`` (Eq. 6 as written: each
@@ -114,8 +120,11 @@ class Args:
     """JSON object merged over env_kwargs for the evaluation envs, e.g. '{"suite_seed": 1}' for held-out tasks"""
     pass_tools: bool = False
     """also pass info["tools"] to the chat template (the env's system prompt already lists the tools)"""
-    max_turns: int = 64
-    """safety cap on agent turns per episode (the env enforces its own limits first)"""
+    max_turns: int | None = None
+    """optional cap on agent turns per episode. None (default): no trainer cap; the env's own limits (max_tool_rounds
+    per user message, max_steps) end every episode. A capped episode is ended through the env
+    (env.unwrapped.truncate(reason="turn_cap")), so it pays P_rounds and P_no-answer as when the env truncates it,
+    its R(τ) is the env's, it counts in rollout/capped_episodes and it stays in every mean"""
 
     # ---- model ----
     model: str = "smollm2"
@@ -386,7 +395,11 @@ class Step:
 
 @dataclass
 class Trajectory:
-    """One episode of one env: its turns, its terminal reward R(τ) and the env's episode summary."""
+    """One episode of one env: its turns, its terminal reward R(τ) and the env's episode summary.
+
+    ``truncated``: the env ended the episode at its own limits; ``capped``: the trainer's ``max_turns`` ended it,
+    through the env (``truncate(reason="turn_cap")``), so ``reward_sum`` includes that closing step's reward.
+    """
 
     group: int
     task_id: Any
@@ -404,7 +417,8 @@ class Trajectory:
 
     @property
     def reward(self) -> float:
-        """R(τ): the env's episode total (equal to the sum of step rewards, which stands in if the cap hit)."""
+        """R(τ): the env's episode total, ``info["episode"]["R"]`` (equal to the sum of the step rewards, which stands
+        in only for an env that reports no summary)."""
         return float(self.episode.get("R", self.reward_sum))
 
 
@@ -417,7 +431,7 @@ def rollout(
     sampling: Sampling,
     *,
     max_prompt_tokens: int,
-    max_turns: int,
+    max_turns: int | None = None,
     gen_batch_size: int,
     pass_tools: bool = False,
     amp: Callable[[], AbstractContextManager[Any]] = nullcontext,
@@ -426,7 +440,17 @@ def rollout(
 
     All unfinished envs take their turn together: their prompts are generated as one left-padded batch (in chunks
     of ``gen_batch_size``, sorted by length so that chunks waste little padding), then each env steps.
+
+    ``max_turns=None`` leaves every episode to the env's own limits. With a cap, an episode still running after
+    ``max_turns`` turns is ended through the env, ``env.unwrapped.truncate(reason="turn_cap")``: its closing
+    reward (P_rounds and P_no-answer, as when the env truncates) joins the trajectory's reward sum and its
+    ``info["episode"]`` is the trajectory's, so R(τ) is the env's and the episode counts in every mean.
+
+    Raises:
+        TypeError: A cap is set and an env has no ``truncate(reason)`` to end an episode with.
     """
+    if max_turns is not None:
+        _check_truncate(envs)
     k = len(envs) // len(task_ids)
     trajs = [Trajectory(group=i // k, task_id=task_ids[i // k]) for i in range(len(envs))]
     infos: list[dict[str, Any]] = []
@@ -461,10 +485,16 @@ def rollout(
             _, reward, terminated, truncated, info = envs[i].step(turn.text)
             traj.reward_sum += float(reward)
             traj.action_errors += int(info.get("action_error") is not None)
-            if terminated or truncated or traj.turns >= max_turns:
+            traj.truncated = bool(truncated)  # by the env, at its own limits
+            if not (terminated or truncated) and max_turns is not None and traj.turns >= max_turns:
+                # End it through the env, so that R(τ) gets the env's P_rounds and P_no-answer (Eq. 26, 17), as
+                # the env's own truncation would: a running sum alone would score a never-answering policy higher.
+                base: Any = envs[i].unwrapped  # has truncate(): checked by _check_truncate above
+                _, closing, terminated, truncated, info = base.truncate(reason="turn_cap")
+                traj.reward_sum += float(closing)
+                traj.capped = True
+            if terminated or truncated:
                 traj.episode = dict(info.get("episode") or {})
-                traj.truncated = bool(truncated)
-                traj.capped = not (terminated or truncated)
             else:
                 infos[i] = info
                 still_active.append(i)
@@ -472,8 +502,23 @@ def rollout(
     return trajs
 
 
+def _check_truncate(envs: Sequence[gym.Env]) -> None:
+    """Raise unless every env can end an episode early through ``env.unwrapped.truncate(reason)``."""
+    for env in envs:
+        if not callable(getattr(env.unwrapped, "truncate", None)):
+            raise TypeError(
+                f"'max_turns' ends capped episodes through env.unwrapped.truncate(reason), which "
+                f"{type(env.unwrapped).__name__} does not have; set max_turns=None (the env's own limits end "
+                "every episode) or give the env a truncate(reason) that ends the episode as AgeMemEnv.truncate does"
+            )
+
+
 def episode_metrics(trajs: Sequence[Trajectory], prefix: str = "") -> dict[str, float]:
-    """Mean episode statistics under namespaced keys (reward/, memory/ with memory/tool/<name> calls, rollout/)."""
+    """Mean episode statistics under namespaced keys (reward/, memory/ with memory/tool/<name> calls, rollout/).
+
+    Every episode counts in every mean, capped ones included (the env's summary of their truncation).
+    ``rollout/truncated_episodes`` counts the env's own truncations, ``rollout/capped_episodes`` the trainer's cap.
+    """
     n = len(trajs)
 
     def mean(values: Sequence[float]) -> float:
@@ -556,6 +601,10 @@ def check_args(args: Args, world_size: int = 1) -> None:
         (args.num_updates >= 0, f"'num_updates' must be >= 0, got {args.num_updates}"),
         (args.eval_tasks >= 0, f"'eval_tasks' must be >= 0 (0: no evaluation), got {args.eval_tasks}"),
         (args.eval_every >= 0, f"'eval_every' must be >= 0 (0: only after training), got {args.eval_every}"),
+        (
+            args.max_turns is None or args.max_turns >= 1,
+            f"'max_turns' must be None (the env's own limits end episodes) or >= 1, got {args.max_turns}",
+        ),
         (
             args.adv_std in ("sample", "population"),
             f"'adv_std' must be 'sample' (the paper's Alg. 2) or 'population', got {args.adv_std!r}",
