@@ -18,6 +18,7 @@ import gymnasium as gym
 import torch
 
 FAKE_ENV_ID = "AgeMemFake-v0"
+TRUNCATION_PENALTY = -1.0  # what a truncated episode pays on its last step (AgeMemEnv: P_rounds + w_task·P_no-answer)
 WORDS = ("apple", "river", "stone", "cloud", "maple", "tiger", "piano", "lemon")
 TOOLS = [
     {
@@ -65,6 +66,8 @@ class FakeMemoryEnv(gym.Env[str, str]):
     - ``"secret"``: 0.1 per well-formed action, plus 1 at the end if the final answer holds the secret word;
     - ``"char"``: each turn pays the share of its action's characters equal to ``target``, summed over the turns
       of an episode, over 3: a dense signal that even a random byte-level model can climb.
+
+    An episode that reaches 20 steps, or that ``truncate(reason)`` ends, also pays ``TRUNCATION_PENALTY``.
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012
@@ -84,6 +87,7 @@ class FakeMemoryEnv(gym.Env[str, str]):
         self.action_space = _AnyText()
         self.observation_space = _AnyText()
         self.resets: list[tuple[int | None, str]] = []  # (seed, task_id) of every reset, for tests
+        self.truncations: list[str] = []  # the reason of every truncate() call, for tests
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
@@ -142,25 +146,42 @@ class FakeMemoryEnv(gym.Env[str, str]):
         truncated = not terminated and self.steps >= 20
         info = self._info(error)
         if terminated or truncated:
-            score = float(answer is not None and self.secret in answer)
-            stored = [m for m in self.memory if self.secret in m]
-            precision = len(stored) / len(self.memory) if self.memory else 0.0
-            recall = float(bool(stored))
-            info["episode"] = {
-                "R": self.total,
-                "task_score": score,
-                "R_context": 0.0,
-                "R_memory": precision,
-                "penalty": 0.0,
-                "memory_quality": {
-                    "precision": precision,
-                    "recall": recall,
-                    "f1": 2 * precision * recall / max(1e-9, precision + recall),
-                },
-                "tool_counts": dict(self.tool_counts),
-                "context_tokens_peak": sum(len(m["content"]) for m in self.messages),
-            }
+            penalty = 0.0
+            if truncated:  # as AgeMemEnv: P_rounds, and the no-answer score
+                penalty, answer = TRUNCATION_PENALTY, None
+                reward += penalty
+                self.total += penalty
+            info["episode"] = self._summary(answer, penalty)
         return self._obs(), reward, terminated, truncated, info
+
+    def truncate(self, reason: str = "turn_cap") -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """End the episode now, as its own step limit would (``TRUNCATION_PENALTY``), like ``AgeMemEnv.truncate``."""
+        self.total += TRUNCATION_PENALTY
+        self.truncations.append(reason)
+        info = self._info(None)
+        info["episode"] = self._summary(None, TRUNCATION_PENALTY)
+        info["truncation_reason"] = reason
+        return self._obs(), TRUNCATION_PENALTY, False, True, info
+
+    def _summary(self, answer: str | None, penalty: float) -> dict[str, Any]:
+        score = float(answer is not None and self.secret in answer)
+        stored = [m for m in self.memory if self.secret in m]
+        precision = len(stored) / len(self.memory) if self.memory else 0.0
+        recall = float(bool(stored))
+        return {
+            "R": self.total,
+            "task_score": score,
+            "R_context": 0.0,
+            "R_memory": precision,
+            "penalty": penalty,
+            "memory_quality": {
+                "precision": precision,
+                "recall": recall,
+                "f1": 2 * precision * recall / max(1e-9, precision + recall),
+            },
+            "tool_counts": dict(self.tool_counts),
+            "context_tokens_peak": sum(len(m["content"]) for m in self.messages),
+        }
 
     def _run_tools(self, calls: str) -> None:
         try:

@@ -85,13 +85,23 @@ def test_callable_policy_and_deterministic_collection() -> None:
     assert a == b and all(r["response"].startswith("<answer>ok") for r in a)
 
 
-def test_turn_cap_ends_a_trajectory_without_env_end() -> None:
-    """The collector's own cap marks the last record, with R(τ) the sum of the steps taken."""
+def test_turn_cap_ends_a_trajectory_through_the_env() -> None:
+    """The collector's own cap marks the last record, with R(τ) the sum of the steps taken: the env ends the
+    episode, so the last record is truncated and carries P_rounds and w_task·P_no-answer, as when the env's own
+    max_steps truncates the same turns."""
     env = make_env()
     recs = list(collect_records(env, RandomPolicy(seed=1, malformed=0.0), TASKS[:1], group_size=1, max_turns=2))
     assert len(recs) == 2 and recs[-1]["is_last"]
-    if not (recs[-1]["terminated"] or recs[-1]["truncated"]):
-        assert recs[0]["episode_reward"] == pytest.approx(recs[0]["reward"] + recs[1]["reward"])
+    assert recs[-1]["truncated"] and not recs[-1]["terminated"] and not recs[0]["truncated"]
+    assert recs[0]["episode_reward"] == pytest.approx(recs[0]["reward"] + recs[1]["reward"])
+    for rec in recs:
+        validate_record(rec)  # the closing step's components join the last record's: they still sum to its reward
+    twin = gym.make("AgeMem-Synthetic-v0", n_tasks=16, episode={**SMALL, "max_steps": 2})
+    twin.reset(seed=0, options={"task_id": TASKS[0], "material_seed": 0})
+    steps = [twin.step(rec["response"]) for rec in recs]
+    assert steps[-1][3] and steps[-1][4]["truncation_reason"] == "max_steps"
+    assert [rec["reward"] for rec in recs] == pytest.approx([float(step[1]) for step in steps], abs=1e-12)
+    assert recs[0]["episode_reward"] == pytest.approx(steps[-1][4]["episode"]["R"], abs=1e-12)
 
 
 def test_tokenized_records_match_the_chat_template() -> None:

@@ -76,10 +76,21 @@ def test_real_skyrl_observations_are_the_envs_new_messages() -> None:
 
 
 def test_real_skyrl_turn_cap_and_missing_task() -> None:
-    """SkyRL's max_turns ends the episode; a row without a task id is a programmer error."""
+    """SkyRL's max_turns ends the episode through the env, which scores it as truncated (that turn's reward carries
+    P_rounds and w_task·P_no-answer); a row without a task id is a programmer error."""
+    import gymnasium as gym
+
     env = AgeMemSkyRLEnv(env_config=CONFIG, extras={"task_id": TASK, "max_turns": 1})
     env.init([])
     out = env.step("<answer>hi</answer>")
-    assert out["done"] and env.get_metrics() == {"turns": 1, "finished": 0}
+    metrics = env.get_metrics()
+    assert out["done"] and {k: metrics[k] for k in ("turns", "finished")} == {"turns": 1, "finished": 0}
+    assert out["metadata"]["episode"]["truncation_reason"] == "turn_cap"
+    assert metrics["R"] == pytest.approx(out["reward"]) and metrics["task_score"] == -1.0
+    twin = gym.make("AgeMem-Synthetic-v0", **CONFIG["env_kwargs"])
+    twin.reset(options={"task_id": TASK})
+    first = float(twin.step("<answer>hi</answer>")[1])
+    assert out["reward"] == pytest.approx(first - 1.0 - 1 / 3)
+    assert math.fsum(out["metadata"]["reward_components"].values()) == pytest.approx(out["reward"])
     with pytest.raises(ConfigError, match="extras must name the task"):
         AgeMemSkyRLEnv(env_config=CONFIG, extras={})

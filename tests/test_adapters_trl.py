@@ -101,10 +101,16 @@ def test_invalid_calls_raise_with_the_envs_message() -> None:
 
 
 def test_unfinished_rollout_is_scored_as_a_truncated_episode() -> None:
-    """A rollout that stops without the final answer gets R so far + P_rounds + w_task·P_no-answer."""
+    """A rollout that stops without the final answer gets R so far + P_rounds + w_task·P_no-answer: get_reward ends
+    the episode through the env, which reports it as truncated; asking again gives the same R."""
     env = environment_factory(**KW)()
     env.reset(task_id=TASK)
     assert env.get_reward() == pytest.approx(-1.0 + (1 / 3) * -1.0)
+    assert env.episode is not None and env.episode["truncation_reason"] == "rollout_stopped"
+    assert env.episode["R"] == env.get_reward() and env.episode["task_score"] == -1.0
+    with pytest.raises(RuntimeError, match="conversation is over"):
+        env.Retrieve_memory(query="anything")
+    env.reset(task_id=TASK)  # the env's own tool-round limit, for comparison
     with pytest.raises(RuntimeError, match="cut off"):
         for _ in range(4):
             env.Retrieve_memory(query="anything")

@@ -136,3 +136,5 @@ def test_real_verifiers_rollout_cut_by_max_turns_is_scored_as_truncated() -> Non
     _, r, *_ = first.step("<answer>thanks</answer>")
     assert outputs[0]["reward"] == pytest.approx(r - 1.0 - 1 / 3)
     assert math.isfinite(outputs[0]["reward"])
+    assert outputs[0]["metrics"]["task_score"] == -1.0  # the env's summary of the truncated episode: P_no-answer
+    assert not env._envs  # cleanup ended the episode through the env and closed it

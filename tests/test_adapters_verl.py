@@ -129,12 +129,20 @@ def test_reward_score_is_r_tau_and_turn_scores_sum_to_it() -> None:
 
 
 def test_caps_end_the_episode_with_the_truncated_score() -> None:
-    """A response-length cap stops the loop; the reward is the unfinished-episode score and lengths stay capped."""
+    """A response-length or turn cap stops the loop and the env ends the episode as truncated: R so far + P_rounds
+    + w_task·P_no-answer, carried by the last turn's score; lengths stay capped."""
     server = FakeServer(tiny_tokenizer(), script)
     out = run(server, response_length=150)
     assert len(out.response_ids) <= 150 and not out.extra_fields["finished"]
     first = offline([script(0)])[1][0]
     assert out.reward_score == pytest.approx(first - 1.0 - 1 / 3)
+    assert out.extra_fields["episode"]["truncation_reason"] == "response_length"
+    assert out.extra_fields["episode"]["R"] == out.reward_score
+    assert math.fsum(out.extra_fields["turn_scores"]) == pytest.approx(out.reward_score)
+    capped = run(FakeServer(tiny_tokenizer(), script), max_turns=1)
+    assert not capped.extra_fields["finished"] and capped.extra_fields["episode"]["truncation_reason"] == "turn_cap"
+    assert capped.reward_score == pytest.approx(first - 1.0 - 1 / 3)
+    assert capped.extra_fields["turn_scores"] == pytest.approx([first - 1.0 - 1 / 3])
     with pytest.raises(ConfigError, match="must name the task"):
         asyncio.run(AgeMemAgentLoop(None, server, server.tokenizer).run({}))
     with pytest.raises(ConfigError, match="'max_turns'"):

@@ -3,46 +3,70 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
 
-from agemem_gym.trainers.grpo import group_advantages, grpo_loss, kl_k3, masked_mean, token_logprobs, token_weights
+from agemem_gym.trainers.grpo import (
+    Step,
+    group_advantages,
+    grpo_loss,
+    kl_k3,
+    make_micro_batches,
+    masked_mean,
+    token_logprobs,
+    token_weights,
+)
 
 
 def test_group_advantages_hand_values() -> None:
-    """A = (r - mean) / (std + eps) with the population std, per group."""
+    """A = (r - mean) / (std + eps) per group, with the sample std (K - 1) by default and the population std (K)
+    on request."""
     rewards = torch.tensor([[0.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
     adv, zero = group_advantages(rewards, eps=0.0)
-    assert torch.equal(adv, torch.tensor([[-1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64))
+    half = 1 / math.sqrt(2)  # sample std of {0, 1} is sqrt(0.5): A = ±0.5 / sqrt(0.5)
+    assert torch.allclose(adv, torch.tensor([[-half, half], [-half, half]], dtype=torch.float64), rtol=1e-15)
     assert not zero.any()
+    adv, _ = group_advantages(rewards, eps=0.0, std="population")
+    assert torch.equal(adv, torch.tensor([[-1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64))
 
-    adv, _ = group_advantages(torch.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=torch.float64), eps=0.0)
-    std = math.sqrt(1.25)  # population std of 1..4
-    assert torch.allclose(adv, torch.tensor([[-1.5, -0.5, 0.5, 1.5]], dtype=torch.float64) / std)
+    one_to_four = torch.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
+    centred = torch.tensor([[-1.5, -0.5, 0.5, 1.5]], dtype=torch.float64)
+    adv, _ = group_advantages(one_to_four, eps=0.0)
+    assert torch.allclose(adv, centred / math.sqrt(5 / 3))  # sample std of 1..4: sqrt(5 / 3)
+    adv, _ = group_advantages(one_to_four, eps=0.0, std="population")
+    assert torch.allclose(adv, centred / math.sqrt(1.25))  # population std of 1..4: sqrt(1.25)
+    with pytest.raises(ValueError, match="'adv_std' must be 'sample' or 'population', got 'biased'"):
+        group_advantages(one_to_four, std="biased")  # type: ignore[arg-type]
 
 
-def test_group_advantages_matches_naive_loop() -> None:
-    """Random groups give what a per-group Python loop gives."""
+@pytest.mark.parametrize(("std", "dof"), [("sample", 1), ("population", 0)])
+def test_group_advantages_matches_naive_loop(std: str, dof: int) -> None:
+    """Random groups give what a per-group Python loop gives (sample: divide by K - 1; population: by K)."""
     gen = torch.Generator().manual_seed(0)
     rewards = torch.randn(5, 6, generator=gen, dtype=torch.float64)
-    adv, _ = group_advantages(rewards, eps=1e-6)
+    adv, _ = group_advantages(rewards, eps=1e-6, std=std)  # type: ignore[arg-type]
     for g in range(5):
         row = rewards[g].tolist()
         mean = sum(row) / len(row)
-        std = math.sqrt(sum((r - mean) ** 2 for r in row) / len(row))
+        sd = math.sqrt(sum((r - mean) ** 2 for r in row) / (len(row) - dof))
         for k in range(6):
-            assert adv[g, k].item() == pytest.approx((row[k] - mean) / (std + 1e-6), rel=1e-12)
+            assert adv[g, k].item() == pytest.approx((row[k] - mean) / (sd + 1e-6), rel=1e-12)
 
 
-def test_zero_spread_and_single_member_groups_get_exactly_zero() -> None:
-    """Groups whose rewards are all equal (including groups of one) get advantage exactly 0 and are flagged."""
+@pytest.mark.parametrize("std", ["sample", "population"])
+def test_zero_spread_and_single_member_groups_get_exactly_zero(std: str) -> None:
+    """Groups whose rewards are all equal (including groups of one) get advantage exactly 0 and are flagged; a
+    group of one has no spread under either std (never NaN, no degrees-of-freedom warning)."""
     rewards = torch.tensor([[0.1, 0.1, 0.1], [0.0, 1.0, 0.0], [-1.0, -1.0, -1.0]], dtype=torch.float64)
-    adv, zero = group_advantages(rewards)
+    adv, zero = group_advantages(rewards, std=std)  # type: ignore[arg-type]
     assert zero.tolist() == [True, False, True]
     assert torch.equal(adv[0], torch.zeros(3, dtype=torch.float64))  # not rounding noise / eps
     assert torch.equal(adv[2], torch.zeros(3, dtype=torch.float64))
-    single, zero1 = group_advantages(torch.tensor([[3.0], [5.0]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        single, zero1 = group_advantages(torch.tensor([[3.0], [5.0]]), std=std)  # type: ignore[arg-type]
     assert torch.equal(single, torch.zeros(2, 1)) and zero1.all()
 
 
@@ -142,8 +166,9 @@ def test_padding_with_extreme_logprobs_stays_finite() -> None:
     assert loss.item() == pytest.approx(only.item())
 
 
-def test_trajectory_vs_token_averaging_hand_example() -> None:
-    """Trajectory mode averages each trajectory's tokens first; token mode pools every token of the batch."""
+def test_trajectory_token_and_step_averaging_hand_example() -> None:
+    """Trajectory mode averages each trajectory's tokens first; token mode pools every token of the batch; step mode
+    (Eq. 6) averages each step's tokens, then the steps."""
     # Trajectory 0: one turn with token losses [1, 3]. Trajectory 1: two turns, [5] and [7, 9, 11].
     per_token = torch.tensor([[0.0, 0.0, 1.0, 3.0], [0.0, 0.0, 0.0, 5.0], [0.0, 7.0, 9.0, 11.0]])
     mask = torch.tensor([[0, 0, 1, 1], [0, 0, 0, 1], [0, 1, 1, 1]])
@@ -158,11 +183,13 @@ def test_trajectory_vs_token_averaging_hand_example() -> None:
 
     assert loss("trajectory") == pytest.approx(((1 + 3) / 2 + (5 + 7 + 9 + 11) / 4) / 2)  # (2 + 8) / 2 = 5
     assert loss("token") == pytest.approx((1 + 3 + 5 + 7 + 9 + 11) / 6)  # 6
+    assert loss("step") == pytest.approx(((1 + 3) / 2 + 5 / 1 + (7 + 9 + 11) / 3) / 3)  # (2 + 5 + 9) / 3 = 16/3
     with pytest.raises(ValueError, match="loss_average"):
         token_weights(traj, n_tokens, "sequence")  # type: ignore[arg-type]
 
 
-def test_micro_batch_losses_sum_to_the_full_batch_loss() -> None:
+@pytest.mark.parametrize("mode", ["trajectory", "token", "step"])
+def test_micro_batch_losses_sum_to_the_full_batch_loss(mode: str) -> None:
     """Splitting a batch into micro-batches (weights computed once) sums to the full-batch loss and gradient."""
     gen = torch.Generator().manual_seed(3)
     n, t = 6, 5
@@ -170,7 +197,7 @@ def test_micro_batch_losses_sum_to_the_full_batch_loss() -> None:
     old, ref = logp.detach() + 0.05 * torch.randn(n, t, generator=gen), logp.detach() - 0.1
     adv, mask = torch.randn(n, generator=gen), (torch.rand(n, t, generator=gen) > 0.3).long()
     mask[:, -1] = 1
-    w = token_weights(torch.tensor([0, 0, 1, 2, 2, 2]), mask.sum(1), "trajectory").float()
+    w = token_weights(torch.tensor([0, 0, 1, 2, 2, 2]), mask.sum(1), mode).float()  # type: ignore[arg-type]
     full, _ = grpo_loss(logp, old, ref, adv, mask, w)
     (full_grad,) = torch.autograd.grad(full, logp)
     parts = [
@@ -180,3 +207,19 @@ def test_micro_batch_losses_sum_to_the_full_batch_loss() -> None:
     (part_grad,) = torch.autograd.grad(total, logp)
     assert float(total.detach()) == pytest.approx(full.item(), rel=1e-6)
     assert torch.allclose(part_grad, full_grad, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["trajectory", "token", "step"])
+def test_make_micro_batches_weights_form_one_mean_over_the_batch(mode: str) -> None:
+    """Across its micro-batches, make_micro_batches gives each sample the weight token_weights gives it on the whole
+    batch, so each mean's weights over the batch's tokens add up to 1."""
+    lengths, trajectory = [3, 1, 4, 1, 5, 2], [0, 0, 1, 2, 2, 2]
+    samples = [(Step([7] * (i + 1), [1] * n, [-0.5] * n), 0.5, j) for i, (n, j) in enumerate(zip(lengths, trajectory))]
+    batches = make_micro_batches(samples, fallback=samples[0][0], size=4, loss_average=mode, device=torch.device("cpu"))  # type: ignore[arg-type]
+    assert [len(mb.prompts) for mb in batches] == [4, 2]
+    expected = token_weights(torch.tensor(trajectory), torch.tensor(lengths), mode)  # type: ignore[arg-type]
+    got = {tuple(p): float(w) for mb in batches for p, w in zip(mb.prompts, mb.weights)}
+    assert [got[tuple(s.prompt_ids)] for s, _, _ in samples] == pytest.approx(expected.tolist(), rel=1e-12)
+    assert sum(w * n for w, n in zip(expected.tolist(), lengths)) == pytest.approx(1.0)
+    if mode == "step":  # every step weighs 1/N whatever its length
+        assert [w * n for w, n in zip(expected.tolist(), lengths)] == pytest.approx([1 / 6] * 6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,8 +16,10 @@ import gymnasium as gym
 import pytest
 import torch
 
+from agemem_gym.trainers import grpo
 from agemem_gym.trainers.grpo import (
     Args,
+    Trajectory,
     check_args,
     episode_metrics,
     evaluate_checkpoint,
@@ -26,9 +29,9 @@ from agemem_gym.trainers.grpo import (
     rollout,
 )
 from agemem_gym.trainers.models import tiny_model, tiny_tokenizer
-from agemem_gym.trainers.policy import Sampling, encode_chat
+from agemem_gym.trainers.policy import Sampling, Turn, encode_chat
 
-from .grpo_fakes import FakeMemoryEnv, register_fake_env, torch_threads
+from .grpo_fakes import TRUNCATION_PENALTY, FakeMemoryEnv, register_fake_env, torch_threads
 
 ENV_ID = register_fake_env()
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +83,12 @@ def test_one_update_changes_the_model_with_zero_initial_kl(tmp_path: Path) -> No
     rows = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1
     assert {k.split("/")[0] for k in rows[0] if "/" in k} >= {"reward", "memory", "rollout", "loss", "perf"}
+
+
+def test_step_averaging_and_population_std_train(tmp_path: Path) -> None:
+    """loss_average="step" (Eq. 6) and adv_std="population" run through a whole update: finite loss, nonzero gradient."""
+    metrics = main(_args(tmp_path, "step", loss_average="step", adv_std="population", update_epochs=1))
+    assert torch.isfinite(torch.tensor(metrics["loss/loss"])) and metrics["loss/grad_norm"] > 0
 
 
 def test_resume_reproduces_the_next_update_bit_for_bit(tmp_path: Path) -> None:
@@ -147,13 +156,15 @@ def test_rollout_groups_share_their_start_and_keep_exact_ids() -> None:
     assert episode_metrics(trajs)["rollout/episodes"] == 4
 
 
-def test_turn_cap_ends_an_episode_with_the_summed_reward() -> None:
-    """The trainer's max_turns cap ends an episode the env did not end; R falls back to the summed step rewards."""
+def test_turn_cap_ends_an_episode_through_the_env() -> None:
+    """The trainer's max_turns cap ends an episode the env did not end by calling the env's truncate(): R(τ) is the
+    env's episode total, the closing step's truncation penalty included."""
     model, tok = tiny_model(seed=0), tiny_tokenizer()
+    env = FakeMemoryEnv(reward="char")
     trajs = rollout(
         model,
         tok,
-        [FakeMemoryEnv(reward="char")] * 1,
+        [env],
         ["task-0"],
         [0],
         Sampling(max_new_tokens=4),
@@ -161,9 +172,94 @@ def test_turn_cap_ends_an_episode_with_the_summed_reward() -> None:
         max_turns=2,
         gen_batch_size=8,
     )
-    assert trajs[0].capped and trajs[0].turns == 2 and trajs[0].episode == {}
-    assert trajs[0].reward == trajs[0].reward_sum
+    assert trajs[0].capped and not trajs[0].truncated and trajs[0].turns == 2
+    assert env.truncations == ["turn_cap"]
+    assert trajs[0].reward == trajs[0].reward_sum == trajs[0].episode["R"] == env.total
+    assert trajs[0].episode["penalty"] == TRUNCATION_PENALTY
     assert trajs[0].prompt_cut == 2  # both prompts were longer than 64 tokens and kept their tail
+
+
+NEVER_ANSWERS = (
+    '<think>Look it up.</think><tool_call>[{"name": "Retrieve_memory", "arguments": {"query": "anything"}}]</tool_call>'
+)
+
+
+def _scripted_generate(text: str) -> Any:
+    """A stand-in for policy.generate whose every turn is ``text`` (the tokens are placeholders)."""
+
+    def fake(model: Any, tokenizer: Any, prompts: list[list[int]], sampling: Sampling) -> list[Turn]:
+        return [Turn(list(p), [1, 2, 3], [-0.5] * 3, text, "stop") for p in prompts]
+
+    return fake
+
+
+def test_capped_episode_gets_the_r_of_the_envs_own_truncation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the real env a never-answering policy capped at N turns gets the R(τ) the env gives when its own limit
+    truncates it at N turns (P_rounds and w_task·P_no-answer included), not the bare sum of its step rewards."""
+    monkeypatch.setattr(grpo, "generate", _scripted_generate(NEVER_ANSWERS))
+    episode = {"stage1_distractors": 0, "stage2_paragraphs": 1, "max_tool_rounds": 5}
+    capped_env = gym.make("AgeMem-Synthetic-v0", n_tasks=2, episode=episode)
+    limited_env = gym.make("AgeMem-Synthetic-v0", n_tasks=2, episode={**episode, "max_steps": 3})
+    task = capped_env.unwrapped.suite.task_ids[0]  # type: ignore[attr-defined]
+    model, tok = tiny_model(seed=0), tiny_tokenizer()
+
+    def play(env: gym.Env, max_turns: int | None) -> Trajectory:
+        return rollout(
+            model, tok, [env], [task], [0], Sampling(), max_prompt_tokens=4096, max_turns=max_turns, gen_batch_size=8
+        )[0]
+
+    capped, limited = play(capped_env, 3), play(limited_env, None)
+    assert capped.capped and not capped.truncated and capped.episode["truncation_reason"] == "turn_cap"
+    assert limited.truncated and not limited.capped and limited.episode["truncation_reason"] == "max_steps"
+    assert capped.turns == limited.turns == 3
+    assert capped.reward == pytest.approx(limited.reward, abs=1e-12)
+    assert capped.reward == pytest.approx(capped_env.unwrapped.episode_reward(), abs=1e-12)  # type: ignore[attr-defined]
+    with pytest.raises(gym.error.ResetNeeded):  # the env itself has ended the episode
+        capped_env.step(NEVER_ANSWERS)
+    # The running sum of the three turns is what the old cap reported; the env adds P_rounds and w_task·P_no-answer.
+    replay = gym.make("AgeMem-Synthetic-v0", n_tasks=2, episode=episode)
+    replay.reset(seed=0, options={"task_id": task})
+    running = sum(float(replay.step(NEVER_ANSWERS)[1]) for _ in range(3))
+    base = replay.unwrapped
+    closing = base.penalties.rounds + base.weights.task * base.penalties.no_answer  # type: ignore[attr-defined]
+    assert closing == pytest.approx(-1 - 1 / 3)
+    assert capped.reward == pytest.approx(running + closing, abs=1e-12)
+    metrics = episode_metrics([capped, limited])
+    assert metrics["rollout/capped_episodes"] == 1 and metrics["rollout/truncated_episodes"] == 1
+    assert metrics["reward/task_score"] == -1.0  # both episodes are in the mean, each with P_no-answer
+    assert metrics["memory/tool/Retrieve_memory"] == 3.0
+
+
+def test_a_cap_needs_an_env_that_can_truncate() -> None:
+    """A turn cap on an env without truncate(reason) is refused before any episode is played."""
+
+    class NoTruncate(FakeMemoryEnv):
+        truncate = None  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match="'max_turns' ends capped episodes through"):
+        rollout(
+            tiny_model(seed=0),
+            tiny_tokenizer(),
+            [NoTruncate()],
+            ["task-0"],
+            [0],
+            Sampling(),
+            max_prompt_tokens=64,
+            max_turns=2,
+            gen_batch_size=8,
+        )
+
+
+def test_capped_episodes_are_counted_and_kept_in_every_mean(tmp_path: Path) -> None:
+    """With a cap below the fake env's episode length every episode is capped, in training and in evaluation, and
+    each still counts in the reward, task, memory and tool means with the env's truncation penalty."""
+    m = main(_args(tmp_path, "capped", max_turns=3, update_epochs=1, eval_tasks=2))
+    assert m["rollout/capped_episodes"] == 6 and m["rollout/turns_per_episode"] == 3
+    assert m["rollout/truncated_episodes"] == 0 and m["eval/rollout/capped_episodes"] == 2
+    for key in ("reward/task_score", "reward/R_memory", "memory/f1", "memory/context_tokens_peak", "eval/memory/f1"):
+        assert math.isfinite(m[key]), key
+    assert m["reward/penalty"] == m["eval/reward/penalty"] == TRUNCATION_PENALTY
+    assert m["reward/max"] < 0  # three turns of the "char" reward (at most 1/3 each) and the penalty of -1
 
 
 def test_outputs_and_evaluation_of_a_checkpoint(tmp_path: Path) -> None:
@@ -209,6 +305,9 @@ def test_cli_presets_and_overrides() -> None:
         ({"env_kwargs": "[1]"}, "'env_kwargs' must be a JSON object"),
         ({"eval_every": -1}, "'eval_every' must be >= 0"),
         ({"groups_per_update": 3}, "must be divisible by the number of ranks"),
+        ({"max_turns": 0}, "'max_turns' must be None"),
+        ({"adv_std": "biased"}, "'adv_std' must be 'sample'"),
+        ({"loss_average": "sequence"}, "'loss_average' must be 'trajectory', 'token' or 'step'"),
     ],
 )
 def test_bad_settings_raise_with_the_rule(override: dict[str, Any], message: str) -> None:

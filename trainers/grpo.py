@@ -23,13 +23,24 @@ The algorithm (AgeMem paper §3.4, Alg. 2):
         B tasks; K envs per task reset with the same task_id (a group shares its start exactly)
         play all B·K episodes, stepping every unfinished env together; every agent turn is one training sample:
             (exact prompt ids the model saw, exact response ids it sampled, their log-probs at sampling time)
-        R(τ) = the episode's terminal reward; A = (R − mean_group) / (std_group + ε)          (Eq. 5)
+        R(τ) = the env's info["episode"]["R"]; A = (R − mean_group) / (std_group + ε)        (Eq. 5)
+            with the sample std (K − 1 degrees of freedom) as in Alg. 2 (--adv-std population: K)
         broadcast A to every turn of its trajectory (all three stages)
         for each epoch: one optimizer step on the clipped-ratio loss with a k3 KL penalty     (Eq. 6)
             to the frozen reference, accumulated over micro-batches
 
 A trajectory's turns are independent samples: nothing is re-tokenised from decoded text, and the prompt of each
 turn is the context *after* the agent's own SUMMARY/FILTER edits, as the env reports it in ``info["messages"]``.
+
+R(τ) is always the env's. By default (``--max-turns`` unset) the trainer never cuts an episode: the env's own limits
+(``max_tool_rounds`` per user message, ``max_steps``) end every one, with P_rounds and P_no-answer when they
+truncate it. With ``--max-turns N`` an episode still running after N turns is ended through the env
+(``env.unwrapped.truncate(reason="turn_cap")``), which prices it exactly as its own truncation: such an episode
+counts in ``rollout/capped_episodes`` and, like every episode, in the reward, task and memory means.
+
+The loss average (``--loss-average``): ``trajectory`` (default; each trajectory's tokens, then the trajectories, so
+long trajectories do not dominate), ``token`` (every token of the batch alike) or ``step`` (Eq. 6 as written: each
+step's tokens, then 1/|E| over the batch's steps).
 """
 
 from __future__ import annotations
@@ -110,8 +121,11 @@ class Args:
     """JSON object merged over env_kwargs for the evaluation envs, e.g. '{"suite_seed": 1}' for held-out tasks"""
     pass_tools: bool = False
     """also pass info["tools"] to the chat template (the env's system prompt already lists the tools)"""
-    max_turns: int = 64
-    """safety cap on agent turns per episode (the env enforces its own limits first)"""
+    max_turns: int | None = None
+    """optional cap on agent turns per episode. None (default): no trainer cap; the env's own limits (max_tool_rounds
+    per user message, max_steps) end every episode. A capped episode is ended through the env
+    (env.unwrapped.truncate(reason="turn_cap")), so it pays P_rounds and P_no-answer as when the env truncates it,
+    its R(τ) is the env's, it counts in rollout/capped_episodes and it stays in every mean"""
 
     # ---- model ----
     model: str = "smollm2"
@@ -166,8 +180,13 @@ class Args:
     """KL penalty coefficient β (Eq. 6; paper: 0.1); 0 skips the reference model"""
     adv_eps: float = 1e-6
     """ε in A = (R - mean) / (std + ε) (Eq. 5)"""
-    loss_average: Literal["trajectory", "token"] = "trajectory"
-    """"trajectory": mean over each trajectory's tokens, then over trajectories; "token": one mean over all tokens"""
+    adv_std: Literal["sample", "population"] = "sample"
+    """the group's std in Eq. 5: "sample" (Bessel-corrected, divides by K - 1, as in the paper's Alg. 2) or
+    "population" (divides by K)"""
+    loss_average: Literal["trajectory", "token", "step"] = "trajectory"
+    """how the token losses of a batch are averaged: "trajectory" (mean over each trajectory's tokens, then over
+    trajectories: long trajectories do not dominate, DESIGN §8), "token" (one mean over all tokens, as in DAPO) or
+    "step" (the paper's Eq. 6: mean over each step's tokens, then 1/|E| over all steps of the batch)"""
     skip_zero_spread: bool = False
     """drop groups whose K rewards are all equal (their advantage is 0; only the KL term would train on them)"""
 
@@ -249,17 +268,29 @@ def preset(name: str, **overrides: Any) -> Args:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def group_advantages(rewards: Tensor, eps: float = 1e-6) -> tuple[Tensor, Tensor]:
+def group_advantages(
+    rewards: Tensor, eps: float = 1e-6, std: Literal["sample", "population"] = "sample"
+) -> tuple[Tensor, Tensor]:
     """Group-normalised advantages (paper Eq. 5): ``rewards`` (G, K) -> ``A`` (G, K) and ``zero_spread`` (G,).
 
-    ``A = (r - mean) / (std + eps)`` within each group of K trajectories of one task, with the population std
-    (a group of one has std 0, not NaN). A group whose rewards are all equal carries no signal: its advantages are
-    set to exactly 0 (rather than rounding noise over eps) and it is flagged in ``zero_spread``.
+    ``A = (r - mean) / (std + eps)`` within each group of K trajectories of one task. ``std="sample"`` (default)
+    is the Bessel-corrected std (divides by K - 1), as the paper's Alg. 2 computes it; ``"population"`` divides by
+    K. A group whose rewards are all equal carries no signal: its advantages are set to exactly 0 (rather than
+    rounding noise over eps) and it is flagged in ``zero_spread``. A group of one is such a group: it has no
+    spread, so its advantage is 0 under either std, never NaN (the sample std of one value is 0/0).
+
+    Raises:
+        ValueError: ``std`` is neither ``"sample"`` nor ``"population"``.
     """
+    if std not in ("sample", "population"):
+        raise ValueError(f"'adv_std' must be 'sample' or 'population', got {std!r}")
+    k = rewards.shape[1]
+    # K - 1 degrees of freedom for the sample std; clamped to 1 so that a group of one divides 0 by 1, not by 0.
+    dof = max(k - 1, 1) if std == "sample" else k
     mean = rewards.mean(dim=1, keepdim=True)  # (G, 1)
-    std = rewards.std(dim=1, keepdim=True, correction=0)  # (G, 1)
+    spread = (rewards - mean).pow(2).sum(dim=1, keepdim=True).div(dof).sqrt()  # (G, 1)
     zero_spread = rewards.amax(dim=1) == rewards.amin(dim=1)  # (G,)
-    adv = (rewards - mean) / (std + eps)
+    adv = (rewards - mean) / (spread + eps)
     return adv.masked_fill(zero_spread.unsqueeze(1), 0.0), zero_spread
 
 
@@ -277,19 +308,31 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return torch.exp(log_ratio) - log_ratio - 1.0
 
 
-def token_weights(traj_index: Tensor, n_tokens: Tensor, mode: Literal["trajectory", "token"]) -> Tensor:
+def token_weights(traj_index: Tensor, n_tokens: Tensor, mode: Literal["trajectory", "token", "step"]) -> Tensor:
     """Per-sample weight w such that ``Σ_i w_i Σ_t ℓ_it`` is the chosen mean of the token losses ℓ: (N,) -> (N,).
 
-    ``traj_index`` (N,) names the trajectory of each sample (one agent turn) and ``n_tokens`` (N,) its response
-    length. ``"trajectory"``: mean over each trajectory's tokens, then mean over trajectories, so long trajectories
-    do not dominate (DESIGN §8). ``"token"``: one mean over every token of the batch (as in DAPO). The weights are
-    computed once per batch, so summing micro-batch losses gives exactly the full-batch loss.
+    ``traj_index`` (N,) names the trajectory of each sample (one agent turn, a step) and ``n_tokens`` (N,) its
+    response length. The three means:
+
+    - ``"trajectory"``: mean over each trajectory's tokens, then mean over trajectories, so long trajectories do
+      not dominate (DESIGN §8): ``w_i = 1 / (n_tokens of i's trajectory · number of trajectories)``.
+    - ``"token"``: one mean over every token of the batch (as in DAPO): ``w_i = 1 / total tokens``.
+    - ``"step"``: the paper's Eq. 6, ``1/|E| Σ_e 1/|e| Σ_t``: mean over each step's tokens, then mean over all
+      steps of the batch: ``w_i = 1 / (n_tokens_i · N)``, so every turn counts alike whatever its length.
+
+    The weights are computed once per batch, so summing micro-batch losses gives exactly the full-batch loss.
+
+    Raises:
+        ValueError: ``mode`` is not one of the three.
     """
     n_tokens = n_tokens.to(torch.float64)
     if mode == "token":
         return torch.full_like(n_tokens, 1.0 / n_tokens.sum().item())
+    if mode == "step":
+        # clamp: an empty response has no unmasked token, so its weight multiplies nothing (and stays finite).
+        return 1.0 / (n_tokens.clamp(min=1) * len(n_tokens))
     if mode != "trajectory":
-        raise ValueError(f"'loss_average' must be 'trajectory' or 'token', got {mode!r}")
+        raise ValueError(f"'loss_average' must be 'trajectory', 'token' or 'step', got {mode!r}")
     _, inverse = torch.unique(traj_index, return_inverse=True)  # (N,) trajectory ids made contiguous
     n_traj = int(inverse.max()) + 1
     per_traj = torch.zeros(n_traj, dtype=torch.float64).index_add_(0, inverse, n_tokens)  # tokens per trajectory
@@ -353,7 +396,11 @@ class Step:
 
 @dataclass
 class Trajectory:
-    """One episode of one env: its turns, its terminal reward R(τ) and the env's episode summary."""
+    """One episode of one env: its turns, its terminal reward R(τ) and the env's episode summary.
+
+    ``truncated``: the env ended the episode at its own limits; ``capped``: the trainer's ``max_turns`` ended it,
+    through the env (``truncate(reason="turn_cap")``), so ``reward_sum`` includes that closing step's reward.
+    """
 
     group: int
     task_id: Any
@@ -371,7 +418,8 @@ class Trajectory:
 
     @property
     def reward(self) -> float:
-        """R(τ): the env's episode total (equal to the sum of step rewards, which stands in if the cap hit)."""
+        """R(τ): the env's episode total, ``info["episode"]["R"]`` (equal to the sum of the step rewards, which stands
+        in only for an env that reports no summary)."""
         return float(self.episode.get("R", self.reward_sum))
 
 
@@ -384,7 +432,7 @@ def rollout(
     sampling: Sampling,
     *,
     max_prompt_tokens: int,
-    max_turns: int,
+    max_turns: int | None = None,
     gen_batch_size: int,
     pass_tools: bool = False,
     amp: Callable[[], AbstractContextManager[Any]] = nullcontext,
@@ -393,7 +441,17 @@ def rollout(
 
     All unfinished envs take their turn together: their prompts are generated as one left-padded batch (in chunks
     of ``gen_batch_size``, sorted by length so that chunks waste little padding), then each env steps.
+
+    ``max_turns=None`` leaves every episode to the env's own limits. With a cap, an episode still running after
+    ``max_turns`` turns is ended through the env, ``env.unwrapped.truncate(reason="turn_cap")``: its closing
+    reward (P_rounds and P_no-answer, as when the env truncates) joins the trajectory's reward sum and its
+    ``info["episode"]`` is the trajectory's, so R(τ) is the env's and the episode counts in every mean.
+
+    Raises:
+        TypeError: A cap is set and an env has no ``truncate(reason)`` to end an episode with.
     """
+    if max_turns is not None:
+        _check_truncate(envs)
     k = len(envs) // len(task_ids)
     trajs = [Trajectory(group=i // k, task_id=task_ids[i // k]) for i in range(len(envs))]
     infos: list[dict[str, Any]] = []
@@ -428,10 +486,16 @@ def rollout(
             _, reward, terminated, truncated, info = envs[i].step(turn.text)
             traj.reward_sum += float(reward)
             traj.action_errors += int(info.get("action_error") is not None)
-            if terminated or truncated or traj.turns >= max_turns:
+            traj.truncated = bool(truncated)  # by the env, at its own limits
+            if not (terminated or truncated) and max_turns is not None and traj.turns >= max_turns:
+                # End it through the env, so that R(τ) gets the env's P_rounds and P_no-answer (Eq. 26, 17), as
+                # the env's own truncation would: a running sum alone would score a never-answering policy higher.
+                base: Any = envs[i].unwrapped  # has truncate(): checked by _check_truncate above
+                _, closing, terminated, truncated, info = base.truncate(reason="turn_cap")
+                traj.reward_sum += float(closing)
+                traj.capped = True
+            if terminated or truncated:
                 traj.episode = dict(info.get("episode") or {})
-                traj.truncated = bool(truncated)
-                traj.capped = not (terminated or truncated)
             else:
                 infos[i] = info
                 still_active.append(i)
@@ -439,8 +503,23 @@ def rollout(
     return trajs
 
 
+def _check_truncate(envs: Sequence[gym.Env]) -> None:
+    """Raise unless every env can end an episode early through ``env.unwrapped.truncate(reason)``."""
+    for env in envs:
+        if not callable(getattr(env.unwrapped, "truncate", None)):
+            raise TypeError(
+                f"'max_turns' ends capped episodes through env.unwrapped.truncate(reason), which "
+                f"{type(env.unwrapped).__name__} does not have; set max_turns=None (the env's own limits end "
+                "every episode) or give the env a truncate(reason) that ends the episode as AgeMemEnv.truncate does"
+            )
+
+
 def episode_metrics(trajs: Sequence[Trajectory], prefix: str = "") -> dict[str, float]:
-    """Mean episode statistics under namespaced keys (reward/, memory/ with memory/tool/<name> calls, rollout/)."""
+    """Mean episode statistics under namespaced keys (reward/, memory/ with memory/tool/<name> calls, rollout/).
+
+    Every episode counts in every mean, capped ones included (the env's summary of their truncation).
+    ``rollout/truncated_episodes`` counts the env's own truncations, ``rollout/capped_episodes`` the trainer's cap.
+    """
     n = len(trajs)
 
     def mean(values: Sequence[float]) -> float:
@@ -523,6 +602,18 @@ def check_args(args: Args, world_size: int = 1) -> None:
         (args.num_updates >= 0, f"'num_updates' must be >= 0, got {args.num_updates}"),
         (args.eval_tasks >= 0, f"'eval_tasks' must be >= 0 (0: no evaluation), got {args.eval_tasks}"),
         (args.eval_every >= 0, f"'eval_every' must be >= 0 (0: only after training), got {args.eval_every}"),
+        (
+            args.max_turns is None or args.max_turns >= 1,
+            f"'max_turns' must be None (the env's own limits end episodes) or >= 1, got {args.max_turns}",
+        ),
+        (
+            args.adv_std in ("sample", "population"),
+            f"'adv_std' must be 'sample' (the paper's Alg. 2) or 'population', got {args.adv_std!r}",
+        ),
+        (
+            args.loss_average in ("trajectory", "token", "step"),
+            f"'loss_average' must be 'trajectory', 'token' or 'step', got {args.loss_average!r}",
+        ),
     ]
     for ok, message in rules:
         if not ok:
@@ -678,7 +769,7 @@ def make_micro_batches(
     *,
     fallback: Step,
     size: int,
-    loss_average: Literal["trajectory", "token"],
+    loss_average: Literal["trajectory", "token", "step"],
     device: torch.device,
 ) -> list[MicroBatch]:
     """Micro-batches of (step, advantage, trajectory index) samples, with their loss weights for the whole batch.
@@ -692,8 +783,14 @@ def make_micro_batches(
     n_tokens = torch.tensor([len(step.response_ids) for step, _, _ in samples])
     weights = scale * token_weights(torch.tensor([j for _, _, j in samples]), n_tokens, loss_average)  # (N,)
     if dist.is_initialized():
-        # DDP averages gradients over ranks; rescale so that the sum over ranks is the global batch's mean.
-        local = scale * (len({j for _, _, j in samples}) if loss_average == "trajectory" else float(n_tokens.sum()))
+        # DDP averages gradients over ranks; rescale so that the sum over ranks is the global batch's mean: the
+        # local weights divide by this rank's count of what the mean is over (trajectories, tokens or steps).
+        counts = {
+            "trajectory": float(len({j for _, _, j in samples})),
+            "token": float(n_tokens.sum()),
+            "step": float(len(samples)),
+        }
+        local = scale * counts[loss_average]
         weights = weights * _world() * local / max(_all_sum([local], device)[0], 1.0)
     order = sorted(range(len(samples)), key=lambda i: len(samples[i][0].prompt_ids) + len(samples[i][0].response_ids))
     batches = []
@@ -814,7 +911,7 @@ def main(args: Args) -> dict[str, float]:
         # ---- advantages ----
         rewards = torch.tensor([t.reward for t in trajs], dtype=torch.float64)  # (G·K,) env i is in group i // K
         rewards = rewards.view(groups_per_rank, args.group_size)  # (G, K)
-        adv, zero_spread = group_advantages(rewards, args.adv_eps)  # (G, K), (G,)
+        adv, zero_spread = group_advantages(rewards, args.adv_eps, args.adv_std)  # (G, K), (G,)
         samples = [
             (step, float(adv[traj.group, j % args.group_size]), j)  # A(τ) on every turn, all three stages
             for j, traj in enumerate(trajs)

@@ -33,8 +33,10 @@ Schema (version :data:`SCHEMA_VERSION`); fields marked * are present only when a
 | ``response_ids`` * | list of int | ``response`` tokenised (plus the end-of-turn token when ``append_eos``) |
 | ``loss_mask`` * | list of int | one 0/1 per ``response_ids`` token: 1 where a learner should train |
 
-A collection that hits its own turn cap ends the trajectory with ``is_last`` true while both ``terminated`` and
-``truncated`` are false; its ``episode_reward`` is then the sum of the steps taken (as in the trainer).
+A collection that hits its own turn cap (``max_turns``) ends the episode through the env
+(``env.unwrapped.truncate(reason="turn_cap")``), as the trainer does: the last record has ``truncated`` true and
+its ``reward`` and ``reward_components`` include that closing step's (P_rounds, w_task · P_no-answer), as a turn at
+which the env truncates carries them, so ``episode_reward`` is the env's R(τ) and still the sum of the rewards.
 
 >>> import gymnasium as gym, agemem_gym
 >>> from agemem_gym.agents import NoMemoryPolicy
@@ -171,7 +173,8 @@ def collect_records(
         pass_tools: Also pass the tool schemas to the chat template (the system prompt already lists them).
         append_eos: End each response's ids with the EOS token.
         mask_invalid: Zero the loss mask of turns whose action was rejected (``action_error`` set).
-        max_turns: Safety cap on turns per trajectory (the env's own limits end it first).
+        max_turns: Safety cap on turns per trajectory (the env's own limits end it first); a trajectory it stops is
+            ended through the env, as truncated.
 
     Raises:
         ConfigError: ``group_size`` or ``max_turns`` is not a positive int, or ``policy`` has neither shape.
@@ -227,7 +230,17 @@ def _trajectory(
         response = _act(policy, obs, info)
         messages, tools, stage = info["messages"], info["tools"], int(info["stage"])
         obs, reward, terminated, truncated, info = env.step(response)
-        done = terminated or truncated or len(records) + 1 >= max_turns
+        components = {k: float(v) for k, v in info["reward_components"].items()}
+        action_error = info["action_error"]
+        if not (terminated or truncated) and len(records) + 1 >= max_turns:
+            # Our cap: the env ends the episode (P_rounds and P_no-answer, Eq. 26 and 17) and this turn carries
+            # the closing reward, as the turn at which the env truncates carries those penalties.
+            base: Any = env.unwrapped
+            obs, closing, terminated, truncated, info = base.truncate(reason="turn_cap")
+            reward = float(reward) + float(closing)
+            for k, v in info["reward_components"].items():
+                components[k] = components.get(k, 0.0) + float(v)
+        done = terminated or truncated
         rec: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "env_id": env_id,
@@ -242,10 +255,10 @@ def _trajectory(
             "tools": tools,
             "response": response,
             "reward": float(reward),
-            "reward_components": {k: float(v) for k, v in info["reward_components"].items()},
+            "reward_components": components,
             "return_to_go": 0.0,
             "episode_reward": 0.0,
-            "action_error": info["action_error"],
+            "action_error": action_error,
             "terminated": bool(terminated),
             "truncated": bool(truncated),
         }
@@ -256,8 +269,8 @@ def _trajectory(
             keep = 0 if (mask_invalid and rec["action_error"] is not None) else 1
             rec.update(prompt_ids=prompt_ids, response_ids=response_ids, loss_mask=[keep] * len(response_ids))
         records.append(rec)
-    # R(τ): the env's episode total when it ended the episode; the sum of the step rewards when our cap did.
-    total = float(info["episode"]["R"]) if "episode" in info else math.fsum(r["reward"] for r in records)
+    # R(τ): the env's episode total (our cap, too, has the env end the episode).
+    total = float(info["episode"]["R"])
     to_go = 0.0
     for rec in reversed(records):
         to_go += rec["reward"]

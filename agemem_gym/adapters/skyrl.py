@@ -12,7 +12,10 @@ https://skyrl.readthedocs.io/en/latest/tutorials/new_env.html):
 - ``get_metrics()`` returns per-episode numbers that ``aggregate_metrics`` averages.
 
 Mapping: the action is the agent's turn in the protocol's text form; the reward is the env's per-step shaped
-reward (the turn rewards of an episode sum to R(τ)); ``init`` returns the env's own prompt. SkyRL's generator only
+reward (the turn rewards of an episode sum to R(τ)); ``init`` returns the env's own prompt. When ``max_turns`` ends
+an episode the env has not ended, the env ends it (``truncate(reason="turn_cap")``) and that turn's reward also
+carries the closing reward (P_rounds and w_task · P_no-answer), as the turn at which the env truncates an episode
+itself does, so the turn rewards still sum to the env's R(τ). SkyRL's generator only
 appends observations, so the env's short-term-memory edits (the stage-2 reset, ``Summary_context``,
 ``Filter_context``) are not reflected in what the model sees; every step's ``metadata["messages"]`` carries the
 env's edited context for generators that rebuild the prompt each turn.
@@ -82,37 +85,52 @@ class AgeMemSkyRLEnv(BaseTextEnv):  # type: ignore[misc]
         self.max_turns = int(extras.get("max_turns") or config.get("max_turns") or 256)
         self.env = gym.make(config.get("env_id", "AgeMem-Synthetic-v0"), **_plain(config.get("env_kwargs")))
         self.episode: dict[str, Any] | None = None
+        self.finished = False  # the env ended the episode itself (answered, or truncated at its own limits)
 
     def init(self, prompt: list[dict[str, str]]) -> tuple[list[dict[str, str]], dict[str, Any]]:
         """Reset to the row's task; returns the env's first context (system prompt, first user message)."""
         _, info = self.env.reset(seed=self.seed, options={"task_id": self.task_id, "material_seed": self.material_seed})
-        self.turns, self.episode = 0, None
+        self.turns, self.episode, self.finished = 0, None, False
         return info["messages"], {"task_id": info["task_id"], "stage": info["stage"]}
 
     def step(self, action: str) -> BaseTextEnvStepOutput:
         """One agent turn: the observations are the messages the env added after the agent's own."""
         self.turns += 1
         _, reward, terminated, truncated, info = self.env.step(action)
-        done = bool(terminated or truncated or self.turns >= self.max_turns)
+        reward = float(reward)
+        components = dict(info["reward_components"])
+        self.finished = bool(terminated or truncated)
+        if not self.finished and self.turns >= self.max_turns:
+            # SkyRL's turn cap: the env ends the episode (P_rounds and P_no-answer, Eq. 26 and 17), and this turn
+            # carries the closing reward, as the turn at which the env truncates carries those penalties.
+            base: Any = self.env.unwrapped
+            _, closing, _, _, closed = base.truncate(reason="turn_cap")
+            reward += float(closing)
+            for k, v in closed["reward_components"].items():
+                components[k] = components.get(k, 0.0) + float(v)
+            info = {**info, "episode": closed["episode"], "truncation_reason": closed["truncation_reason"]}
+        done = "episode" in info
         messages = info["messages"]
         last_agent = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=0)
         metadata: dict[str, Any] = {
             "stage": info["stage"],
             "action_error": info["action_error"],
-            "reward_components": info["reward_components"],
+            "reward_components": components,
             "messages": messages,
         }
-        if "episode" in info:
+        if done:
             self.episode = metadata["episode"] = info["episode"]
         return BaseTextEnvStepOutput(
             observations=[] if done else messages[last_agent + 1 :],
-            reward=float(reward),
+            reward=reward,
             done=done,
             metadata=metadata,
         )
 
     def get_metrics(self) -> dict[str, Any]:
-        """The episode's totals (R, task score, context and memory terms, memory-quality F1, turns)."""
+        """The episode's totals (R, task score, context and memory terms, memory-quality F1, turns); ``finished`` is
+        1 when the env ended the episode itself, 0 when SkyRL's ``max_turns`` did (the env then scored it as
+        truncated) or it has not ended."""
         if self.episode is None:
             return {"turns": self.turns, "finished": 0}
         ep = self.episode
@@ -123,7 +141,7 @@ class AgeMemSkyRLEnv(BaseTextEnv):  # type: ignore[misc]
             "R_memory": ep["R_memory"],
             "memory_f1": ep["memory_quality"]["f1"],
             "turns": self.turns,
-            "finished": 1,
+            "finished": int(self.finished),
         }
 
     def close(self) -> None:

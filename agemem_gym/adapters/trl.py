@@ -19,8 +19,9 @@ generation stops at the first assistant message without a tool call. So every me
 (the call in the protocol's text form), and replying to the user is the ``answer`` tool: it closes the current user
 turn, and its result is the user's next message (the next paragraph of stage 1 or 2, or the stage-3 question).
 Answering the question ends the episode; ``get_reward`` then returns the env's R(τ). A rollout that stops early
-(no tool call, or TRL's ``max_completion_length`` / ``max_tool_calling_iterations``) is scored as the env scores a
-truncated episode: R so far + P_rounds + w_task · P_no-answer.
+(no tool call, or TRL's ``max_completion_length`` / ``max_tool_calling_iterations``) is ended by ``get_reward``
+through the env (``truncate(reason="rollout_stopped")``), which scores it as it scores a truncated episode: R so far
++ P_rounds + w_task · P_no-answer; the ``episode`` property then holds that truncated episode's summary.
 
 What TRL cannot express: its conversation only grows (tool results are appended token ids), so the env's
 short-term-memory edits (the stage-2 context reset, ``Summary_context``, ``Filter_context``) change the env's
@@ -44,7 +45,7 @@ from typing import Any
 import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
-from agemem_gym.adapters._common import unfinished_reward
+from agemem_gym.adapters._common import close_episode
 from agemem_gym.errors import ConfigError
 
 __all__ = [
@@ -117,13 +118,19 @@ class AgeMemTRLEnv:
         return first
 
     def get_reward(self) -> float:
-        """R(τ) of the episode; an unfinished one is scored as the env scores a truncated episode."""
+        """R(τ) of the episode. TRL asks once its rollout is over, so an episode still running then is ended through
+        the env (``truncate``), which scores it as a truncated episode; asking again returns the same R."""
         if not self._started:
             raise RuntimeError("get_reward() before reset(): TRL resets every environment before its rollout")
         episode = self._info.get("episode")
-        if episode is not None:
+        if episode is not None:  # the env ended it (answered, or truncated at its limits), or an earlier call did
             return float(episode["R"])
-        return unfinished_reward(self._env)
+        closing = close_episode(self._env, "rollout_stopped")
+        self._reward_sum += closing.reward
+        self._done = True
+        if closing.episode is not None:
+            self._info = {**self._info, "episode": closing.episode, "truncation_reason": "rollout_stopped"}
+        return closing.R
 
     @property
     def episode(self) -> dict[str, Any] | None:

@@ -21,7 +21,10 @@ rubric's reward is R(τ); each trajectory step's ``reward`` is the env's shaped 
 override ``get_prompt_messages`` for non-linear conversations, so by default (``linear=False``) every turn's prompt
 is the env's own context, *after* its stage-2 reset and the agent's ``Summary_context`` / ``Filter_context``
 edits: the model sees exactly what the env's agent sees (step-wise, as in the paper). ``linear=True`` keeps
-verifiers' append-only conversation instead.
+verifiers' append-only conversation instead. A rollout that verifiers stops before the env ends the episode
+(``max_turns``, or any other stop condition) is ended through the env (``truncate``, reason
+``"rollout_stopped"``) when it is cleaned up or scored, whichever comes first: the env scores it as a truncated
+episode (R so far + P_rounds + w_task · P_no-answer), and ``task_score`` and ``memory_f1`` are that episode's.
 
 >>> env = load_environment(n_tasks=2, env_kwargs={"n_tasks": 2})
 >>> row = env.get_dataset()[0]
@@ -38,7 +41,7 @@ from typing import Any
 import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
-from agemem_gym.adapters._common import unfinished_reward
+from agemem_gym.adapters._common import close_episode
 from agemem_gym.errors import ConfigError
 
 try:
@@ -183,35 +186,47 @@ class AgeMemVerifiersEnv(_MultiTurnEnv):  # type: ignore[misc]
             completion += list(step["completion"]) + list(feedback)
         state["completion"] = completion
 
+    def _episode(self, state: Any) -> dict[str, Any] | None:
+        """The rollout's episode summary; a rollout that verifiers stopped before the env ended it is ended here,
+        through the env, which scores it as a truncated episode. None only when the rollout has no env left."""
+        mine = state.get("agemem")
+        if mine is None:
+            return None
+        if mine.get("episode") is None:
+            env = self._envs.get(state.get("trajectory_id"))
+            if env is None:
+                return None
+            # _advance records the summary of every episode the env ends, so this one is still running; were it
+            # not, close_episode steps nothing and gives the ended episode's R alone.
+            closing = close_episode(env, "rollout_stopped")
+            mine["episode"] = closing.episode if closing.episode is not None else {"R": closing.R}
+        episode: dict[str, Any] | None = mine["episode"]
+        return episode
+
     @vf.cleanup
     async def close_agemem_env(self, state: Any) -> None:
-        """Close and forget this rollout's env."""
+        """End an unfinished episode through the env (so that scoring after cleanup sees it), then close and forget
+        this rollout's env."""
+        self._episode(state)
         env = self._envs.pop(state.get("trajectory_id"), None)
         if env is not None:
-            if state.get("agemem", {}).get("episode") is None:
-                state["agemem"]["unfinished_R"] = unfinished_reward(env)
             env.close()
 
     # ---- rubric ----
     async def agemem_reward(self, state: Any) -> float:
-        """R(τ); a rollout stopped before the env ended it is scored as a truncated episode."""
-        mine = state.get("agemem") or {}
-        if mine.get("episode") is not None:
-            return float(mine["episode"]["R"])
-        if "unfinished_R" in mine:
-            return float(mine["unfinished_R"])
-        env = self._envs.get(state.get("trajectory_id"))
-        return unfinished_reward(env) if env is not None else float("nan")
+        """R(τ); a rollout stopped before the env ended it is ended by the env and scored as a truncated episode."""
+        episode = self._episode(state)
+        return float(episode["R"]) if episode is not None else float("nan")
 
     async def task_score(self, state: Any) -> float:
         """R_task of the final answer (P_no-answer when there was none)."""
-        episode = (state.get("agemem") or {}).get("episode")
-        return float(episode["task_score"]) if episode else -1.0
+        episode = self._episode(state)
+        return float(episode.get("task_score", -1.0)) if episode else -1.0
 
     async def memory_f1(self, state: Any) -> float:
         """F1 of the long-term store against the gold supporting facts at the end of the episode."""
-        episode = (state.get("agemem") or {}).get("episode")
-        return float(episode["memory_quality"]["f1"]) if episode else 0.0
+        episode = self._episode(state)
+        return float(episode.get("memory_quality", {}).get("f1", 0.0)) if episode else 0.0
 
 
 def load_environment(

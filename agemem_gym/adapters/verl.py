@@ -24,7 +24,11 @@ verl's contract at that commit:
 Mapping: one sample is one AgeMem episode, token-in-token-out: each turn is generated from ``prompt_ids`` +
 ``response_ids`` so far, its text is the agent's action, and the env's reply (tool results, the user's next
 message) is appended as mask-0 tokens rendered with the chat template. ``reward_score`` is R(τ); the per-turn
-shaped rewards are ``extra_fields["turn_scores"]``. verl trains one growing sequence per sample, so the env's
+shaped rewards are ``extra_fields["turn_scores"]`` and sum to it. An episode that ``max_turns`` or
+``response_length`` stops is ended through the env (``truncate``, reason ``"turn_cap"`` or ``"response_length"``),
+which scores it as a truncated episode; that closing reward is added to the last turn's score, as the env's own
+truncation adds its penalties to the step that truncates, and ``extra_fields["finished"]`` is false (the env did
+not end it itself). verl trains one growing sequence per sample, so the env's
 short-term-memory edits do not change what the model sees; ``extra_fields["env_messages"]`` has the env's final
 (edited) context.
 """
@@ -40,7 +44,7 @@ from uuid import uuid4
 import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
-from agemem_gym.adapters._common import unfinished_reward
+from agemem_gym.adapters._common import close_episode
 from agemem_gym.errors import ConfigError
 
 __all__ = ["AGENT_NAME", "AgeMemAgentLoop", "AgentLoopResult", "verl_agent_loop_class"]
@@ -100,8 +104,8 @@ class AgeMemAgentLoop:
         processor: Unused (text only).
         env_id: The Gymnasium id (from the agent-loop YAML).
         env_kwargs: For ``gym.make``.
-        max_turns: Cap on agent turns per episode.
-        response_length: Cap on ``len(response_ids)`` (verl's ``rollout.response_length``).
+        max_turns: Cap on agent turns per episode (an episode it stops is ended through the env, as truncated).
+        response_length: Cap on ``len(response_ids)`` (verl's ``rollout.response_length``; the same).
     """
 
     def __init__(
@@ -173,8 +177,15 @@ class AgeMemAgentLoop:
                 logprobs += [0.0] * len(obs)
             timing["generate_sequences"] += t1 - t0
             timing["tool_calls"] += time.perf_counter() - t1
-        episode = info.get("episode")
-        reward_score = float(episode["R"]) if episode is not None else unfinished_reward(env)
+        episode: dict[str, Any] | None = info.get("episode")
+        finished = episode is not None  # the env ended it: answered, or truncated at its own limits
+        if episode is not None:
+            reward_score = float(episode["R"])
+        else:  # a cap of this loop stopped it: the env ends it, with P_rounds and P_no-answer
+            reason = "response_length" if len(response_ids) >= self.response_length else "turn_cap"
+            closing = close_episode(env, reason)
+            reward_score, episode = closing.R, closing.episode
+            turn_scores[-1] += closing.reward  # the turn at which the cap hit carries the truncation, as in the env
         env_messages = info["messages"]
         env.close()
         return AgentLoopResult(
@@ -190,7 +201,7 @@ class AgeMemAgentLoop:
                 "episode": episode,
                 "task_id": task_id,
                 "env_messages": env_messages,
-                "finished": episode is not None,
+                "finished": finished,
             },
         )
 
