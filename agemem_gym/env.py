@@ -24,7 +24,7 @@ from agemem_gym.errors import ConfigError
 from agemem_gym.grounding import GroundingConfig
 from agemem_gym.memory import MemoryStore, StoreConfig
 from agemem_gym.prompts import PromptStyle, question_turn, stage_turn, system_prompt
-from agemem_gym.protocol import Action, ErrorCode, ProtocolConfig, display_text, parse_action
+from agemem_gym.protocol import Action, ProtocolConfig, display_text, parse_action
 from agemem_gym.rewards import (
     AnswerMetric,
     EpisodeLedger,
@@ -628,7 +628,3 @@ class AgeMemEnv(gym.Env[str, str]):
     def stage(self) -> int:
         """The current stage (1, 2 or 3)."""
         return self._require().stage
-
-
-# The error codes the env can report, for documentation and adapters.
-ACTION_ERROR_CODES: tuple[str, ...] = tuple(c.value for c in ErrorCode)
