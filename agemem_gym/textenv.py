@@ -338,7 +338,8 @@ class TextGameEnv(gym.Env[str, str]):
         self._episodes_started += 1
         self._post_observation(observation)
         self._ep.tokens_peak = self.context.tokens
-        return self.context.render(), self._info(None, [], {}, {})
+        # The episode's index is in the reset info only: step infos of two same-seed episodes must be equal.
+        return self.context.render(), {**self._info(None, [], {}, {}), "episode_index": self._ep.index}
 
     def _post_observation(self, observation: str) -> None:
         ep = self._require()
@@ -460,7 +461,6 @@ class TextGameEnv(gym.Env[str, str]):
         ep = self._require()
         valid = self.game.valid_actions()
         return {
-            "episode_index": ep.index,
             "game_seed": ep.game_seed,
             "step": ep.turns,
             "game_step": ep.game_steps,

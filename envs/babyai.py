@@ -271,6 +271,7 @@ class BabyAIBotMemoryPolicy(BabyAIBotPolicy):
     def reset(self, info: Mapping[str, Any]) -> None:
         super().reset(info)
         self._wrote = False
+        self._episode = int(info.get("episode_index", 0))
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
         if self._wrote:
@@ -283,7 +284,7 @@ class BabyAIBotMemoryPolicy(BabyAIBotPolicy):
             {
                 "name": "Add_memory",
                 "arguments": {
-                    "content": f"Episode {info.get('episode_index', 0)} ({self.env.level}): mission '{mission}'. "
+                    "content": f"Episode {self._episode} ({self.env.level}): mission '{mission}'. "
                     f"Start: {first.splitlines()[1] if first.count(chr(10)) else first}"[:500],
                     "metadata": {"level": self.env.level},
                 },
