@@ -158,3 +158,13 @@ def test_step_rewards_sum_to_episode_R() -> None:
                 done = te or tr
             assert total == pytest.approx(info["episode"]["R"], abs=1e-9)
             assert info["episode"]["success"] == (info["episode"]["score"] > 0)
+
+
+def test_text_suites_benchmark_smoke(tmp_path: pytest.TempPathFactory) -> None:
+    """The text-suites benchmark runs at tiny sizes and writes its table and step costs (no timing judged)."""
+    from benchmarks import text_suites
+
+    out = tmp_path / "ts.json"  # type: ignore[operator]
+    results = text_suites.main(text_suites.Args(quick=True, json_out=out))
+    assert set(results["table"]) == {"bot", "random", "bot_memory", "bot_memory (lifelong)"}
+    assert json.loads(out.read_text())["step_cost"]["AgeMem step"]["n"] == 30
