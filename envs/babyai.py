@@ -235,6 +235,9 @@ class BabyAIBotPolicy:
 
     Args:
         env: The unwrapped :class:`BabyAIEnv`.
+
+    The bot plans on the minigrid env it was made with in :meth:`reset`; after ``env.set_state(...)`` (which
+    replaces that env with a restored copy) call :meth:`reset` again.
     """
 
     name = "bot"
