@@ -18,6 +18,8 @@ __all__ = ["ENV_IDS", "register_envs"]
 ENV_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     "AgeMem-HotpotQA-v0": ("agemem_gym.envs.hotpotqa:HotpotQAEnv", {}),
     "AgeMem-Synthetic-v0": ("agemem_gym.envs.synthetic:SyntheticEnv", {}),
+    # minigrid is imported only when the env is made (the [babyai] extra); without it gym.make raises ConfigError.
+    "AgeMem-BabyAI-v0": ("agemem_gym.envs.babyai:BabyAIEnv", {}),
 }
 
 

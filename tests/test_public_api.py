@@ -159,6 +159,27 @@ PUBLIC: dict[str, set[str]] = {
         "replay",
     },
     "agemem_gym.evaluation": {"EvalResult", "episode_row", "evaluate", "summarize_rows"},
+    "agemem_gym.textenv": {
+        "GAME_ACTION_ERROR",
+        "TextEpisodeConfig",
+        "TextEvalResult",
+        "TextGame",
+        "TextGameEnv",
+        "evaluate_text_game",
+        "normalize_command",
+    },
+    # Imports without minigrid (it is imported when a game is made).
+    "agemem_gym.envs.babyai": {
+        "ACTIONS",
+        "DEFAULT_LEVEL",
+        "BabyAIBotMemoryPolicy",
+        "BabyAIBotPolicy",
+        "BabyAIEnv",
+        "BabyAIGame",
+        "BabyAIRandomPolicy",
+        "describe_view",
+        "minigrid_available",
+    },
     "agemem_gym.trainers.grpo": {
         "Args",
         "PRESETS",
