@@ -1435,15 +1435,17 @@ class MemoryStore:
             StoreFormatError: As for :meth:`load`.
         """
         directory = Path(path)
-        for attempt in range(3):
+        attempts = 5
+        for attempt in range(attempts):
             generation = _saved_generation(directory)
             try:
                 state, saved_config = self._read(directory, config)
                 break
-            except StoreFormatError:
-                # A concurrent save replaced the generation (and deleted its files) while we read it: read the
-                # new one. Damage that is really there does not change the generation, and is raised.
-                if attempt == 2 or _saved_generation(directory) == generation:
+            except (StoreFormatError, FileNotFoundError):
+                # A concurrent save replaced the generation (and deleted its files, so a read can also find one
+                # gone) while we read it: read the new one. Damage that is really there does not change the
+                # generation, and is raised.
+                if attempt == attempts - 1 or _saved_generation(directory) == generation:
                     raise
         with self._lock:
             self._config = saved_config
