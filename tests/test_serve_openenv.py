@@ -156,8 +156,8 @@ def test_eight_concurrent_oracle_sessions_equal_the_in_process_env(server: Serve
 
 
 def test_hostile_requests_get_4xx_and_the_server_keeps_serving(server: Server) -> None:
-    """No token, bad JSON, a huge body, a step with no session, unknown reset keys and a full server are refused
-    with a clear message, and a whole reset/step round trip works afterwards."""
+    """No token, bad JSON, huge bodies and messages, a step with no session, unknown reset keys and a full server
+    are refused with a clear message, and a whole reset/step round trip works afterwards."""
     import httpx
 
     auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -187,6 +187,10 @@ def test_hostile_requests_get_4xx_and_the_server_keeps_serving(server: Server) -
         with pytest.raises(RuntimeError, match="is not in suite"):
             c.reset(task_id="no-such-task")
         assert c.reset(seed=0).observation["stage"] == 1  # the same session still works
+    with _client(server.ws) as c:
+        c.reset(seed=0)
+        with pytest.raises(Exception, match=r"1009|too big"):  # a message over --max-body-bytes closes its socket
+            c.step({"text": "x" * 100_000})
 
     clients = [_client(server.ws) for _ in range(MAX_SESSIONS + 1)]
     try:
