@@ -18,6 +18,7 @@ import pytest
 openenv = pytest.importorskip("openenv", reason="openenv-core is not installed: pip install 'agemem-gym[serve]'")
 
 import agemem_gym  # noqa: E402,F401  (registers the ids)
+from tests.data_paths import HOTPOT_SAMPLE, requires_hotpot  # noqa: E402
 
 ENV_ID = "AgeMem-Synthetic-v0"
 ENV_KWARGS: dict[str, Any] = {"n_tasks": 16}
@@ -227,3 +228,28 @@ def test_a_closed_session_answers_with_a_clear_error() -> None:
     env.close()
     with pytest.raises(SessionError, match="idle for longer than the server's --idle-timeout-s"):
         env.step(AgeMemAction(text="<answer>x</answer>"))
+
+
+@requires_hotpot
+def test_hotpotqa_session_equals_the_in_process_env() -> None:
+    """A session of ``AgeMem-HotpotQA-v0`` (the shared sample) steps exactly like the in-process env."""
+    from agemem_gym._serve_app import AgeMemAction, AgeMemServerEnv
+    from agemem_gym.agents import OraclePolicy
+
+    kwargs = {"data_path": str(HOTPOT_SAMPLE)}
+    session = AgeMemServerEnv("AgeMem-HotpotQA-v0", kwargs)
+    twin = gym.make("AgeMem-HotpotQA-v0", **kwargs)
+    obs, info = twin.reset(seed=3)
+    remote = session.reset(seed=3, task_id=info["task_id"])
+    assert (remote.text, remote.messages) == (obs, _jsonify(info["messages"]))
+    oracle = OraclePolicy(twin.unwrapped)
+    oracle.reset(info)
+    for _ in range(MAX_STEPS):
+        action = oracle.act(obs, info)
+        obs, reward, terminated, truncated, info = twin.step(action)
+        remote = session.step(AgeMemAction(text=action))
+        assert (remote.text, remote.reward, remote.reward_components) == (obs, reward, info["reward_components"])
+        if terminated or truncated:
+            break
+    assert remote.done and remote.episode == _jsonify(info["episode"])
+    assert session.state.done and session.state.task_id == info["task_id"]
