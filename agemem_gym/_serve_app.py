@@ -168,8 +168,14 @@ class AgeMemServerEnv(Environment):
             self._env = gym.make(self.env_id, **self.env_kwargs)
         try:
             obs, info = self._env.reset(seed=seed, options=opts or None)
-        except (TypeError, KeyError) as err:  # a malformed option the env did not wrap
-            raise ConfigError(f"reset options {opts!r:.200} were rejected: {err}") from err
+        except Exception as err:
+            # A failed reset leaves Gymnasium's wrappers half-reset (the passive checker then fails the next step),
+            # so the next reset starts from a fresh env; the session has no episode until then.
+            self._env.close()
+            self._env, self._episode_id, self._done = None, None, False
+            if isinstance(err, (TypeError, KeyError)):  # a malformed option the env did not wrap
+                raise ConfigError(f"reset options {opts!r:.200} were rejected: {err}") from err
+            raise
         self._episode_id = episode_id or str(uuid.uuid4())
         self._steps, self._return, self._done = 0, 0.0, False
         return self._observation(obs, None, False, False, info)
@@ -334,7 +340,7 @@ class _Guard:
         try:
             # OpenEnv 0.3 closes a socket that the client already closed; nothing is left to answer.
             with contextlib.suppress(WebSocketDisconnect):
-                await self.app(scope, self._idle_closing(receive), send)
+                await self.app(scope, self._session_receive(receive, send), send)
         finally:
             self.open_sockets -= 1
 
@@ -347,19 +353,29 @@ class _Guard:
         else:
             await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
 
-    def _idle_closing(self, receive: Receive) -> Receive:
+    def _session_receive(self, receive: Receive, send: Send) -> Receive:
+        """``receive`` for OpenEnv's session loop: raises :class:`SessionIdle` after ``idle_timeout_s`` of silence,
+        and answers frames that are not a JSON object itself (OpenEnv 0.3 would end the session on them)."""
         timeout = self.idle_timeout_s
 
-        async def receive_or_expire() -> Message:
-            try:
-                return await asyncio.wait_for(receive(), timeout)
-            except asyncio.TimeoutError:
-                raise SessionIdle(
-                    f"session closed: idle for more than {timeout:g} s (the server's --idle-timeout-s); "
-                    "open a new connection"
-                ) from None
+        async def receive_checked() -> Message:
+            while True:
+                try:
+                    message = await asyncio.wait_for(receive(), timeout)
+                except asyncio.TimeoutError:
+                    raise SessionIdle(
+                        f"session closed: idle for more than {timeout:g} s (the server's --idle-timeout-s); "
+                        "open a new connection"
+                    ) from None
+                if message["type"] != "websocket.receive":
+                    return message
+                problem = _frame_problem(message)
+                if problem is None:
+                    return message
+                error = {"type": "error", "data": {"message": problem, "code": "VALIDATION_ERROR"}}
+                await send({"type": "websocket.send", "text": json.dumps(error)})
 
-        return receive_or_expire
+        return receive_checked
 
     def _too_large(self, size: str) -> str:
         return (
@@ -379,6 +395,20 @@ class _Guard:
             return message
 
         return capped
+
+
+def _frame_problem(message: Message) -> str | None:
+    """Why a WebSocket frame is not a protocol message, or None when it is (or is not JSON: OpenEnv answers that)."""
+    text = message.get("text")
+    if text is None:
+        return 'binary frames are not accepted: send a JSON object such as {"type": "reset", "data": {}}'
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None  # OpenEnv answers INVALID_JSON and keeps the session
+    if not isinstance(value, dict):
+        return f"a message must be a JSON object with a 'type' (reset, step, state, close), got {type(value).__name__}"
+    return None
 
 
 async def _json(

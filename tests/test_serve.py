@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import agemem_gym  # noqa: F401  (registers the ids)
+import agemem_gym
 from agemem_gym.errors import ConfigError
 from agemem_gym.serve import ServeArgs
 
@@ -29,6 +29,7 @@ def test_missing_openenv_raises_import_error_naming_the_extra(monkeypatch: pytes
 
     monkeypatch.setitem(sys.modules, "openenv", None)
     monkeypatch.delitem(sys.modules, "agemem_gym._serve_app", raising=False)
+    monkeypatch.delattr(agemem_gym, "_serve_app", raising=False)  # an earlier import left it on the package
     monkeypatch.delitem(sys.modules, "openenv.core", raising=False)
     monkeypatch.delitem(sys.modules, "openenv.core.env_server", raising=False)
     with pytest.raises(ImportError, match=r"pip install 'agemem-gym\[serve\]'"):

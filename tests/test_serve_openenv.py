@@ -187,7 +187,8 @@ def test_hostile_requests_get_4xx_and_the_server_keeps_serving(server: Server) -
             c.reset(seed=0, colour="blue")
         with pytest.raises(RuntimeError, match="is not in suite"):
             c.reset(task_id="no-such-task")
-        assert c.reset(seed=0).observation["stage"] == 1  # the same session still works
+        assert c.reset(seed=0).observation["stage"] == 1  # the same session still works after a failed reset
+        assert c.step({"text": "<answer>x</answer>"}).reward is not None
     with _client(server.ws) as c:
         c.reset(seed=0)
         with pytest.raises(Exception, match=r"1009|too big"):  # a message over --max-body-bytes closes its socket
@@ -253,3 +254,22 @@ def test_hotpotqa_session_equals_the_in_process_env() -> None:
             break
     assert remote.done and remote.episode == _jsonify(info["episode"])
     assert session.state.done and session.state.task_id == info["task_id"]
+
+
+def test_frames_that_are_not_protocol_messages_are_answered_and_the_session_lives_on() -> None:
+    """A JSON non-object, a binary frame or an invalid message gets an error reply, and the same session then
+    resets and steps (OpenEnv 0.3 alone would end the session on the first two)."""
+    from fastapi.testclient import TestClient
+
+    from agemem_gym.serve import ServeArgs, create_app
+
+    app = create_app(ServeArgs(env_kwargs=json.dumps(ENV_KWARGS), max_sessions=1))
+    with TestClient(app) as http, http.websocket_connect("/ws") as ws:
+        for frame in ("[]", "5", b"\x00\x01", '{"type": "step", "data": {"text": 5}}', '{"type": "zzz"}'):
+            (ws.send_bytes if isinstance(frame, bytes) else ws.send_text)(frame)  # type: ignore[operator]
+            reply = json.loads(ws.receive_text())
+            assert reply["type"] == "error" and reply["data"]["message"], frame
+        ws.send_text(json.dumps({"type": "reset", "data": {"seed": 2}}))
+        assert json.loads(ws.receive_text())["type"] == "observation"
+        ws.send_text(json.dumps({"type": "step", "data": {"text": "<answer>x</answer>"}}))
+        assert json.loads(ws.receive_text())["data"]["reward"] is not None
