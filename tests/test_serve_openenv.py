@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -54,6 +55,12 @@ class Server:
         return f"ws://agemem:{TOKEN}@127.0.0.1:{self.port}"  # OpenEnv's client sends the userinfo as HTTP Basic
 
 
+def _serve_command() -> list[str]:
+    """The installed ``agemem-serve`` console script beside this interpreter, else ``python -m agemem_gym.serve``."""
+    script = Path(sys.executable).with_name("agemem-serve")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "agemem_gym.serve"]
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     """``agemem-serve`` on a free loopback port, killed at the end whatever happens."""
@@ -61,7 +68,8 @@ def server() -> Iterator[Server]:
 
     port = _free_port()
     cmd = [
-        *(sys.executable, "-m", "agemem_gym.serve", "--env-id", ENV_ID, "--host", "127.0.0.1"),
+        *_serve_command(),
+        *("--env-id", ENV_ID, "--host", "127.0.0.1"),
         *("--port", str(port), "--token", TOKEN, "--max-sessions", str(MAX_SESSIONS)),
         *("--env-kwargs", json.dumps(ENV_KWARGS), "--max-body-bytes", "65536"),
     ]
