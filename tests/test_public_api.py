@@ -158,6 +158,7 @@ PUBLIC: dict[str, set[str]] = {
         "parse_episodes",
         "replay",
     },
+    "agemem_gym.serve": {"TOKEN_ENV_VAR", "ServeArgs", "create_app", "main", "serve"},
     "agemem_gym.evaluation": {"EvalResult", "episode_row", "evaluate", "summarize_rows"},
     "agemem_gym.textenv": {
         "GAME_ACTION_ERROR",
