@@ -41,6 +41,7 @@ import numpy as np
 
 from agemem_gym.context import Context, hybrid_similarity, make_token_counter
 from agemem_gym.embedders import Embedder, make_embedder
+from agemem_gym.env import _config
 from agemem_gym.errors import ConfigError
 from agemem_gym.memory import MemoryStore, StoreConfig
 from agemem_gym.prompts import PromptStyle, system_prompt
@@ -133,21 +134,6 @@ class TextEpisodeConfig:
         if unknown:
             raise ConfigError(f"unknown episode setting(s) {sorted(unknown)}; the settings are {sorted(known)}")
         return replace(self, **changes)
-
-
-def _config(cls: Any, spec: Any, name: str) -> Any:
-    """A frozen config dataclass from None (defaults), an instance, or a mapping of its fields."""
-    if spec is None:
-        return cls()
-    if isinstance(spec, cls):
-        return spec
-    if isinstance(spec, Mapping):
-        known = {f.name for f in fields(cls)}
-        unknown = set(spec) - known
-        if unknown:
-            raise ConfigError(f"{name!r}: unknown field(s) {sorted(unknown)}; the fields are {sorted(known)}")
-        return cls.from_dict(spec) if hasattr(cls, "from_dict") else cls(**spec)
-    raise ConfigError(f"{name!r} must be None, a {cls.__name__} or a mapping of its fields, got {spec!r}")
 
 
 @dataclass
