@@ -549,6 +549,10 @@ class AgeMemEnv(gym.Env[str, str]):
             **self._rules.summary(ledger),
             "weights": asdict(self.weights),
             "tool_counts": {name: ledger.tool_counts.get(name, 0) for name in TOOL_NAMES},
+            "tool_counts_by_stage": [
+                {name: counts.get(name, 0) for name in TOOL_NAMES} for counts in ledger.stage_tool_counts
+            ],
+            "retrieved_before_answer": ep.answer is not None and ledger.stage_tool_counts[2]["Retrieve_memory"] > 0,
             "error_counts": dict(sorted(ledger.error_counts.items())),
             "context_tokens_peak": ledger.tokens_peak,
             "context_tokens_final": self.context.tokens,

@@ -44,6 +44,7 @@ def episode_row(episode: Mapping[str, Any], *, steps_per_s: float | None = None)
         "tokens_final": episode.get("context_tokens_final", 0),
         "steps": episode.get("steps", 0),
         "truncated": episode.get("truncation_reason") is not None,
+        "retrieved_before_answer": bool(episode.get("retrieved_before_answer", False)),
         "errors": sum(episode.get("error_counts", {}).values()),
     }
     for name in TOOL_NAMES:

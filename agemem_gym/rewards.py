@@ -317,6 +317,9 @@ class EpisodeLedger:
     calls_ok: int = 0
     penalty: float = 0.0
     tool_counts: Counter[str] = field(default_factory=Counter)
+    stage_tool_counts: tuple[Counter[str], Counter[str], Counter[str]] = field(
+        default_factory=lambda: (Counter(), Counter(), Counter())
+    )  # tool calls by stage (1, 2, 3), failed ones included, as tool_counts
     error_counts: Counter[str] = field(default_factory=Counter)
     tokens_peak: int = 0
 
@@ -448,6 +451,7 @@ class RewardRules:
     def _tool(self, ledger: EpisodeLedger, stage: int, result: ToolResult) -> float:
         if result.name in TOOL_NAMES:
             ledger.tool_counts[result.name] += 1
+            ledger.stage_tool_counts[stage - 1][result.name] += 1
         ledger.calls += 1
         if not result.ok:
             assert result.error is not None

@@ -62,7 +62,7 @@ class Task:
         answer: The gold answer string.
         supporting_facts: The gold supporting sentences; they ground the memory rewards.
         paragraphs: Every context paragraph, gold and distractor, in source order.
-        qtype: ``"bridge"`` or ``"comparison"`` (HotpotQA's ``type``).
+        qtype: ``"bridge"`` or ``"comparison"`` (HotpotQA's ``type``; the synthetic suite adds ``"recall"``).
         level: HotpotQA's ``level`` (``"easy"``, ``"medium"``, ``"hard"``) or the synthetic difficulty.
         source: Name of the suite the task comes from.
     """

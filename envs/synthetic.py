@@ -15,7 +15,11 @@ The questions (HotpotQA's two types)
     * bridge: the gold paragraph A names entity B, and B's paragraph holds the answer, e.g. "In which year was the
       company founded by Orin Talvesk established?" (A: Orin Talvesk; B: the company);
     * comparison: two entities of one kind, "Which was founded earlier, X or Y?" (the answer is a name) or "Are X
-      and Y both headquartered in Z?" (``yes`` / ``no``, balanced).
+      and Y both headquartered in Z?" (``yes`` / ``no``, balanced);
+    * recall (off by default, ``SyntheticConfig.recall_ratio``): "Where were X and Y born?", answered "A and B"
+      from one sentence of each gold paragraph, with no reasoning between the hops. It isolates memory use:
+      whoever stored the two sentences and retrieves them can answer, whoever did not cannot (the learning demo,
+      :mod:`agemem_gym.trainers.learning_demo`, trains on it).
 
     Each task has exactly two gold paragraphs whose supporting facts (title, sentence index) point at the stating
     sentences by construction, and ``n_distractors`` distractor paragraphs (8, as in HotpotQA's distractor
@@ -34,8 +38,9 @@ task whatever the suite's size.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -60,18 +65,23 @@ class SyntheticConfig:
         comparison_ratio: Share of comparison questions; the rest are bridge questions (HotpotQA dev: 0.2).
         min_sentences: Fewest sentences in a paragraph (at least 3: the fact sentences).
         max_sentences: Most sentences in a paragraph (at most 5, which every kind of entity can fill).
+        recall_ratio: Share of recall questions ("Where were X and Y born?"), drawn before the other two types;
+            at 0 (the default) no draw is made, so the suite is the one it always was.
     """
 
     n_distractors: int = 8
     comparison_ratio: float = 0.2
     min_sentences: int = 3
     max_sentences: int = 5
+    recall_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_distractors, int) or not 0 <= self.n_distractors <= 30:
             raise ConfigError(f"'n_distractors' must be an int in [0, 30], got {self.n_distractors!r}")
         if not 0.0 <= float(self.comparison_ratio) <= 1.0:
             raise ConfigError(f"'comparison_ratio' must be in [0, 1], got {self.comparison_ratio!r}")
+        if isinstance(self.recall_ratio, bool) or not 0.0 <= float(self.recall_ratio) <= 1.0:
+            raise ConfigError(f"'recall_ratio' must be a number in [0, 1], got {self.recall_ratio!r}")
         if not 3 <= self.min_sentences <= self.max_sentences <= 5:
             raise ConfigError(
                 "expects 3 <= min_sentences <= max_sentences <= 5 (3 fact sentences at most, 3 filler at least), got "
@@ -566,6 +576,21 @@ _COMPARES = (
 )
 
 
+def _recall(rng: np.random.Generator, world: _World) -> _Question:
+    """Two people born in different towns: "Where were X and Y born?" answered "A and B" (order of the question)."""
+    people = world.by_kind["person"]
+    x = _pick(rng, people)
+    born_x = world.entities[x].attrs["birthplace"]
+    y = _pick(rng, [p for p in people if world.entities[p].attrs["birthplace"] != born_x])
+    answer = f"{_value(world, x, 'birthplace')} and {_value(world, y, 'birthplace')}"
+    return _Question(
+        f"Where were {world.name(x)} and {world.name(y)} born?",
+        answer,
+        "recall",
+        ((x, "birthplace"), (y, "birthplace")),
+    )
+
+
 def _far_enough(u: int, v: int, attr: str) -> bool:
     """Easy comparisons: values far apart (years 30+, counts 2.5x, members 3+)."""
     if attr in ("founded", "born"):
@@ -682,7 +707,9 @@ def _task(world: _World, seed: int, difficulty: str, index: int, config: Synthet
     """Task ``index`` of the suite; its randomness depends on (seed, difficulty, index) only."""
     key = (1, DIFFICULTIES.index(difficulty), index)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
-    if rng.random() < config.comparison_ratio:
+    if config.recall_ratio > 0 and rng.random() < config.recall_ratio:
+        q = _recall(rng, world)
+    elif rng.random() < config.comparison_ratio:
         q = _comparison(rng, world, difficulty)
     else:
         q = _bridge(rng, world)
@@ -735,7 +762,7 @@ def make_synthetic_suite(
 
     Returns:
         A suite named ``"synthetic"`` with ids ``syn-{difficulty}-s{seed}-{index:06d}``; ``level`` is the
-        difficulty and ``qtype`` is ``"bridge"`` or ``"comparison"``.
+        difficulty and ``qtype`` is ``"bridge"``, ``"comparison"`` or ``"recall"``.
 
     Raises:
         ConfigError: An argument is out of range.
@@ -763,7 +790,7 @@ class SyntheticEnv(AgeMemEnv):
     | ``n_tasks`` | 1000 | tasks in the suite (task ``i`` does not depend on it) |
     | ``suite_seed`` | 0 | seeds the fictional world and its questions |
     | ``difficulty`` | ``"medium"`` | ``"easy"``, ``"medium"`` or ``"hard"`` distractors |
-    | ``suite_config`` | ``None`` | a :class:`SyntheticConfig` |
+    | ``suite_config`` | ``None`` | a :class:`SyntheticConfig`, or a mapping of its fields (as JSON kwargs give) |
 
     Every other keyword goes to :class:`~agemem_gym.env.AgeMemEnv`.
     """
@@ -774,8 +801,16 @@ class SyntheticEnv(AgeMemEnv):
         n_tasks: int = 1000,
         suite_seed: int = 0,
         difficulty: Difficulty = "medium",
-        suite_config: SyntheticConfig | None = None,
+        suite_config: SyntheticConfig | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if isinstance(suite_config, Mapping):
+            unknown = sorted(set(suite_config) - {f.name for f in dataclasses.fields(SyntheticConfig)})
+            if unknown:
+                raise ConfigError(
+                    f"unknown suite_config field(s) {unknown}; SyntheticConfig has "
+                    f"{[f.name for f in dataclasses.fields(SyntheticConfig)]}"
+                )
+            suite_config = SyntheticConfig(**suite_config)
         suite = make_synthetic_suite(n_tasks, seed=suite_seed, difficulty=difficulty, config=suite_config)
         super().__init__(suite, **kwargs)

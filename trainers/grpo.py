@@ -548,6 +548,10 @@ def episode_metrics(trajs: Sequence[Trajectory], prefix: str = "") -> dict[str, 
         out[f"reward/{key}"] = mean([float(e[key]) for e in eps if key in e])
     for key in ("precision", "recall", "f1"):
         out[f"memory/{key}"] = mean([float(e["memory_quality"][key]) for e in eps if "memory_quality" in e])
+    # A stage-3 Retrieve_memory before the answer: the paper's "retrieve when the question needs it".
+    retrieved = [float(e["retrieved_before_answer"]) for e in eps if "retrieved_before_answer" in e]
+    if retrieved:  # envs whose summaries do not say (other suites, capped episodes) leave it out
+        out["memory/retrieve_before_answer"] = mean(retrieved)
     out["memory/context_tokens_peak"] = mean(
         [float(e["context_tokens_peak"]) for e in eps if "context_tokens_peak" in e]
     )

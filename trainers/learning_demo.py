@@ -1,50 +1,77 @@
-"""SFT, then GRPO: the smallest run that shows step-wise GRPO raising R(τ) on the real env (CPU, a few minutes).
+"""SFT on a mixture of memory behaviours, then GRPO: the smallest run that shows RL teaching *when* memory pays off.
 
-Runs:
-    python -m agemem_gym.trainers.learning_demo                  # seed 1; prints warm-start vs trained R(τ)
+Runs (CPU, minutes):
+    python -m agemem_gym.trainers.learning_demo                  # seed 1; prints the held-out memory metrics
     python -m agemem_gym.trainers.learning_demo --seed 2 --num-updates 48
-    python -m agemem_gym.trainers.plots runs/learn__1/grpo/metrics.jsonl curves.png   # (curves.png is written too)
+    python -m agemem_gym.trainers.plots runs/learn__1/grpo/metrics.jsonl curves.png   # (written by the run too)
 
-The setting is ``AgeMem-Synthetic-v0`` at difficulty ``"easy"`` with short episodes: stage 1 shares the two gold
-paragraphs (no distractors), stage 2 one distractor, each user message allows two tool rounds, and the system
-prompt is the compact one. Everything runs on one CPU core with the byte-level ``"tiny-128"`` random Qwen2:
+**The setting** (:func:`recall_setting`): ``AgeMem-Synthetic-v0`` with recall questions only ("Where were X and Y
+born?", answered "A and B"), easy distractors and short episodes: stage 1 shares the two gold paragraphs, one a
+user message; stage 2 one distractor, after the context reset; stage 3 asks the question. The answer is in one
+sentence of each stage-1 paragraph and nowhere else, so a policy that did not store those sentences and retrieve
+them cannot answer: memory is necessary, and nothing but memory is needed (no reasoning between the hops, which a
+model this small could not learn in minutes).
 
-1. **Warm start (SFT).** The random model imitates the turns of a scripted baseline
-   (:class:`~agemem_gym.agents.NoMemoryPolicy`: acknowledge each shared paragraph, answer the question) for about a
-   minute, with a learning rate that decays to 0. It picks up the protocol, but not reliably: sampled turns come
-   out malformed now and then (unclosed tags, stray text); each costs a format penalty, and a user message with
-   too many of them truncates the episode (P_rounds and P_no-answer: R(τ) about -1.6 instead of about +0.2).
-2. **Step-wise GRPO** from the warm start (which is also the frozen KL reference), 24 updates of 4 tasks × 4
-   trajectories, sampled at temperature 0.7.
-3. **Evaluation.** The warm start (update 0) and the policy every ``eval_every`` updates play the same 64 tasks
-   of a held-out world (``suite_seed`` 1), sampled at the rollout temperature from a seeded RNG (the policy GRPO
-   optimises is the sampling one); the ``eval/`` metrics land in ``metrics.jsonl`` and the reward panel of
-   ``curves.png``.
+**1. Warm start (SFT).** A random byte-level ``"tiny-128"`` Qwen2 imitates :class:`Behaviours`, a scripted
+mixture that knows the protocol and every tool but not when they pay off: in each episode it flips a fair coin for
+each of three choices, independently of the task:
 
-Measured (seeds 1-4, one core): warm start R(τ) -0.39 / -0.43 / -0.28 / -0.28, after 24 updates -0.11 / +0.08 /
--0.04 / +0.03, with about half as many truncated episodes; about 2.5 minutes per seed on an idle core.
+- stage 1: store each paragraph's birth sentence with ``Add_memory`` or just acknowledge the paragraph;
+- stage 2: drop the distractor with ``Filter_context`` or just acknowledge it;
+- stage 3: ``Retrieve_memory`` with the question, then answer from what comes back, or answer "I do not know."
 
-What GRPO learns here is mostly the protocol itself: fewer malformed turns, hence fewer truncated episodes. The
-oracle's turns would teach more, but they copy whole sentences into JSON arguments, which a byte-level model this
-small does not learn in minutes (its warm start never completes an episode, so every GRPO group has zero spread);
-the baseline's turns are short. For a real model, run the two steps by hand:
-``python -m agemem_gym.trainers.sft --policy oracle ...`` then ``python -m agemem_gym.trainers.grpo --model ...``.
+So the warm start uses memory in about half its choices, at random; it learns the formats and the copying
+(sentences into ``Add_memory``, towns out of the retrieved memories) from the half where the coins say "use".
+
+**2. Step-wise GRPO** from the warm start (also the frozen KL reference) on the training world (``suite_seed``
+0): ``num_updates`` updates of ``groups_per_update`` tasks × ``group_size`` trajectories, sampled at
+``temperature``. Nothing tells the policy which choice is right but the env's reward.
+
+**3. Held-out evaluation.** The warm start (update 0) and the policy every ``eval_every`` updates play the same
+``eval_tasks`` tasks of another world (``suite_seed`` 1: other names, other towns), sampled at the rollout
+temperature from a seeded RNG. Reported: memory-quality F1 of the final store, the share of episodes that called
+``Retrieve_memory`` before answering, the task score (answer F1), R(τ) and the tool calls per episode; the same
+for the scripted ``no_memory`` baseline on the same tasks. ``curves.png`` plots reward, memory quality and loss;
+``memory.png`` the held-out memory use, tool calls per episode and R(τ).
+
+Measured figures (seeds 1-4) are in the README; the slow test ``tests/test_learning.py`` asserts the gains.
+For a real model, run the two steps by hand: ``python -m agemem_gym.trainers.sft --policy oracle ...`` then
+``python -m agemem_gym.trainers.grpo --model ...``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import torch
 
+from agemem_gym.agents import answer, make_policy, tool_call
+from agemem_gym.evaluation import evaluate
 from agemem_gym.trainers import grpo, sft
-from agemem_gym.trainers.plots import read_metrics
+from agemem_gym.trainers.plots import MEMORY_PANELS, plot_metrics, read_metrics
 
-__all__ = ["DemoArgs", "easy_short_episodes", "main"]
+__all__ = ["REPORTED", "Behaviours", "DemoArgs", "easy_short_episodes", "main", "recall_setting"]
+
+ENV_ID = "AgeMem-Synthetic-v0"
+
+# The held-out metrics the demo reports, under their names in metrics.jsonl (eval/ rows) and in the result.
+REPORTED: dict[str, str] = {
+    "MQ_f1": "eval/memory/f1",
+    "retrieve_before_answer": "eval/memory/retrieve_before_answer",
+    "task_score": "eval/reward/task_score",
+    "R": "eval/reward/mean",
+    "truncated_episodes": "eval/rollout/truncated_episodes",
+    "action_error_rate": "eval/rollout/action_error_rate",
+}
 
 
 def easy_short_episodes(max_tool_rounds: int = 2) -> dict[str, Any]:
@@ -58,23 +85,85 @@ def easy_short_episodes(max_tool_rounds: int = 2) -> dict[str, Any]:
     return {"difficulty": "easy", "episode": episode, "prompt_style": "compact"}
 
 
+def recall_setting(max_tool_rounds: int = 2) -> dict[str, Any]:
+    """:func:`easy_short_episodes` with recall questions only (``SyntheticConfig.recall_ratio = 1``)."""
+    return {**easy_short_episodes(max_tool_rounds), "suite_config": {"recall_ratio": 1.0}}
+
+
+_BIRTH = re.compile(r"[^.\n]*? was born in [^.\n]+\.")
+_TOWN = re.compile(r"was born in ([^.\n]+)\.")
+_SUBJECT = re.compile(r"\n\s*([A-Z][\w'’-]*)")
+
+
+class Behaviours:
+    """The warm start's teacher: every memory behaviour the demo needs, each chosen by a coin flip per episode.
+
+    ``p_store``, ``p_filter``, ``p_retrieve`` are the chances of storing stage 1's birth sentences, filtering
+    stage 2's distractor and retrieving before the stage-3 answer. The coins are drawn at each ``reset`` from the
+    policy's own generator (seeded), independently of the task: the policy knows *how* to use each tool and never
+    *when*. Written for :func:`recall_setting` (it reads birth sentences and towns); elsewhere it still plays
+    well-formed turns, storing nothing it cannot find.
+    """
+
+    name = "behaviours"
+
+    def __init__(self, p_store: float = 0.5, p_filter: float = 0.5, p_retrieve: float = 0.5, *, seed: int = 0):
+        for key, p in (("p_store", p_store), ("p_filter", p_filter), ("p_retrieve", p_retrieve)):
+            if isinstance(p, bool) or not 0.0 <= float(p) <= 1.0:
+                raise ValueError(f"{key!r} must be a probability in [0, 1], got {p!r}")
+        self.p = (float(p_store), float(p_filter), float(p_retrieve))
+        self._rng = np.random.default_rng(seed)
+        self.store = self.filter = self.retrieve = False
+
+    def reset(self, info: Mapping[str, Any]) -> None:
+        draws = self._rng.random(3)
+        self.store, self.filter, self.retrieve = (bool(d < p) for d, p in zip(draws, self.p))
+
+    def act(self, observation: str, info: Mapping[str, Any]) -> str:
+        messages = info.get("messages", [])
+        last = messages[-1] if messages else {"role": "user", "content": observation}
+        text, stage = str(last.get("content", "")), info.get("stage")
+        if last.get("role") == "tool":  # the tool call of this user turn is done: reply
+            if stage == 3:
+                towns = _TOWN.findall(text)
+                return answer(" and ".join(towns) if towns else "I do not know.", "Found.")
+            return answer("Thanks!", "Done.")
+        if stage == 1:
+            sentence = _BIRTH.search(text)
+            if self.store and sentence:
+                return tool_call(("Add_memory", {"content": sentence.group(0).strip()}), think="Keep.")
+            return answer("Thanks!", "Skip.")
+        if stage == 2:
+            subject = _SUBJECT.search(text)
+            if self.filter and subject:
+                return tool_call(("Filter_context", {"criteria": subject.group(1)}), think="Drop.")
+            return answer("Thanks!", "Skip.")
+        if self.retrieve:  # the question asks where two people were born; so does the query
+            return tool_call(("Retrieve_memory", {"query": "born in", "top_k": 2}), think="Look up.")
+        return answer("I do not know.", "Guess.")
+
+
 @dataclass
 class DemoArgs:
-    """SFT warm start, then step-wise GRPO, on the easy synthetic setting; reports R(τ) before and after."""
+    """SFT on a behaviour mixture, then step-wise GRPO, on recall tasks; reports held-out memory metrics."""
 
     seed: int = 1
-    """seed of the SFT step (model init, shuffling) and of the GRPO run"""
+    """seed of the SFT step (model init, shuffling, the mixture's coins) and of the GRPO run"""
     output_dir: str = "runs"
     """parent folder of the run folder"""
     run_name: str | None = None
     """run folder name; default: learn__{seed}. It holds warm_start/ (the SFT model) and grpo/ (the GRPO run)"""
     model: str = "tiny-128"
     """the model SFT starts from (a tiny random one by default; any name load_model accepts)"""
-    sft_policy: str = "no_memory"
-    """scripted policy whose turns SFT imitates (agemem_gym.agents.make_policy)"""
-    sft_episodes: int = 64
-    """episodes of the scripted policy to imitate (the training suite's first tasks)"""
-    sft_epochs: int = 6
+    sft_episodes: int = 256
+    """episodes of the behaviour mixture to imitate, per world (each world's first tasks)"""
+    sft_worlds: int = 1
+    """training worlds the SFT episodes come from: suite_seed 0, then 2, 3, ... (1 is the held-out world)"""
+    warm_start: str | None = None
+    """a model folder to start GRPO from instead of running SFT (e.g. the warm_start/ of an earlier run)"""
+    lora_rank: int = 0
+    """GRPO LoRA rank (0: train every weight; SFT always trains every weight)"""
+    sft_epochs: int = 4
     """passes over the scripted turns"""
     sft_learning_rate: float = 3e-3
     """SFT AdamW learning rate (decays linearly to 0)"""
@@ -89,47 +178,80 @@ class DemoArgs:
     group_size: int = 4
     """K: trajectories per task"""
     max_tool_rounds: int = 2
-    """tool or malformed turns allowed per user message; one more truncates the episode (the oracle needs 2)"""
+    """tool or malformed turns allowed per user message; one more truncates the episode"""
     max_prompt_tokens: int = 384
     """prompts keep their last this many tokens (bytes, for the tiny model) in SFT and GRPO alike"""
-    max_new_tokens: int = 96
+    max_new_tokens: int = 128
     """most tokens per agent turn"""
     temperature: float = 0.7
     """sampling temperature of the rollouts and the evaluations (the policy GRPO optimises)"""
     eval_tasks: int = 64
-    """held-out tasks the warm start and the trained policy play (sampled, seeded alike)"""
+    """held-out tasks the warm start, the trained policy and the no_memory baseline play"""
     eval_every: int = 8
     """evaluate every this many GRPO updates (and at update 0, the warm start)"""
+    micro_batch_size: int = 32
+    """GRPO samples per forward/backward (lower it for a larger model)"""
     threads: int = 1
     """torch CPU threads (the tiny model runs fastest on one; the documented numbers used one); 0: torch's default"""
     progress: bool = True
     """show GRPO's progress bar"""
 
 
-def main(args: DemoArgs) -> dict[str, float]:
-    """Run SFT then GRPO; returns the eval R(τ) of the warm start and of the trained policy, and the gain."""
+def _baseline(policy: str, env_kwargs: dict[str, Any], eval_kwargs: dict[str, Any], tasks: int) -> dict[str, float]:
+    """A scripted policy on the held-out tasks, under the names of :data:`REPORTED`."""
+    env = gym.make(ENV_ID, **{**env_kwargs, **eval_kwargs})
+    try:
+        ids = list(env.unwrapped.suite.task_ids)[:tasks]  # type: ignore[attr-defined]
+        result = evaluate(env, make_policy(policy, env.unwrapped), task_ids=ids, seed=0, progress=False)
+    finally:
+        env.close()
+    s = result.summary
+    return {
+        "MQ_f1": s["MQ_f1"],
+        "retrieve_before_answer": s["retrieved_before_answer"],
+        "task_score": s["task_score"],
+        "R": s["R"],
+        "truncated_episodes": s["truncated"] * s["episodes"],
+        "action_error_rate": float("nan"),
+    }
+
+
+def main(args: DemoArgs) -> dict[str, Any]:
+    """Run SFT then GRPO; returns the held-out metrics of the warm start, the trained policy and ``no_memory``."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     run_dir = Path(args.output_dir) / (args.run_name or f"learn__{args.seed}")
-    warm_start = run_dir / "warm_start"
-    env_kwargs = json.dumps(easy_short_episodes(args.max_tool_rounds))
+    warm_start = Path(args.warm_start) if args.warm_start else run_dir / "warm_start"
+    setting = recall_setting(args.max_tool_rounds)
+    eval_kwargs = {"suite_seed": 1}
+    started = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
 
-    # ---- warm start: imitate the scripted policy ----
-    sft.main(
-        sft.SFTArgs(
-            out=str(warm_start),
-            model=args.model,
-            policy=args.sft_policy,
-            episodes=args.sft_episodes,
-            env_kwargs=env_kwargs,
-            epochs=args.sft_epochs,
-            learning_rate=args.sft_learning_rate,
-            max_prompt_tokens=args.max_prompt_tokens,
-            seed=args.seed,
+    # ---- warm start: imitate the behaviour mixture on the training world(s) ----
+    if args.warm_start is None:
+        records: list[dict[str, Any]] = []
+        teacher = Behaviours(seed=args.seed)
+        for world in [0, *range(2, args.sft_worlds + 1)]:
+            env = gym.make(ENV_ID, **setting, suite_seed=world, n_tasks=max(args.sft_episodes, 1))
+            task_ids = list(env.unwrapped.suite.task_ids)[: args.sft_episodes]  # type: ignore[attr-defined]
+            records += sft.collect_pairs(env, teacher, task_ids, seed=args.seed)
+            env.close()
+        sft.write_jsonl(records, run_dir / "sft_records.jsonl")
+        sft.main(
+            sft.SFTArgs(
+                out=str(warm_start),
+                model=args.model,
+                data=str(run_dir / "sft_records.jsonl"),
+                env_kwargs=json.dumps(setting),
+                epochs=args.sft_epochs,
+                learning_rate=args.sft_learning_rate,
+                max_prompt_tokens=args.max_prompt_tokens,
+                seed=args.seed,
+            )
         )
-    )
+    sft_s = time.perf_counter() - started
 
-    # ---- GRPO from the warm start, evaluated on a held-out world along the way ----
+    # ---- GRPO from the warm start, evaluated on the held-out world along the way ----
     grpo.main(
         grpo.preset(
             "tiny",
@@ -138,8 +260,8 @@ def main(args: DemoArgs) -> dict[str, float]:
             seed=args.seed,
             output_dir=str(run_dir),
             run_name="grpo",
-            env_kwargs=env_kwargs,
-            eval_env_kwargs=json.dumps({"suite_seed": 1}),
+            env_kwargs=json.dumps(setting),
+            eval_env_kwargs=json.dumps(eval_kwargs),
             num_updates=args.num_updates,
             groups_per_update=args.groups_per_update,
             group_size=args.group_size,
@@ -149,33 +271,49 @@ def main(args: DemoArgs) -> dict[str, float]:
             max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,
             eval_greedy=False,
-            micro_batch_size=32,
+            micro_batch_size=args.micro_batch_size,
             eval_tasks=args.eval_tasks,
             eval_every=args.eval_every,
             checkpoint_every=0,
+            lora_rank=args.lora_rank,
             progress=args.progress,
         )
     )
+    metrics = run_dir / "grpo" / "metrics.jsonl"
+    plot_metrics(metrics, run_dir / "grpo" / "memory.png", MEMORY_PANELS)
 
-    # ---- report ----
-    evals = [r for r in read_metrics(run_dir / "grpo" / "metrics.jsonl") if "eval/reward/mean" in r]
-    before, after = evals[0], evals[-1]
-    result = {
-        "warm_start/reward": before["eval/reward/mean"],
-        "trained/reward": after["eval/reward/mean"],
-        "gain": after["eval/reward/mean"] - before["eval/reward/mean"],
-        "warm_start/action_error_rate": before["eval/rollout/action_error_rate"],
-        "trained/action_error_rate": after["eval/rollout/action_error_rate"],
-        "warm_start/truncated_episodes": before["eval/rollout/truncated_episodes"],
-        "trained/truncated_episodes": after["eval/rollout/truncated_episodes"],
+    # ---- report: held-out metrics before and after, and the no_memory baseline on the same tasks ----
+    rows = read_metrics(metrics)
+    evals = [r for r in rows if REPORTED["R"] in r]
+    trained = [r for r in rows if "perf/update_s" in r]
+    result: dict[str, Any] = {
+        "warm_start": {name: evals[0][key] for name, key in REPORTED.items()},
+        "trained": {name: evals[-1][key] for name, key in REPORTED.items()},
+        "no_memory": _baseline("no_memory", setting, eval_kwargs, args.eval_tasks),
+        "curve": {int(r["update"]): {name: r[key] for name, key in REPORTED.items()} for r in evals},
+        "tools_per_episode": {
+            stage: {k.rsplit("/", 1)[1]: v for k, v in row.items() if k.startswith("eval/memory/tool/")}
+            for stage, row in (("warm_start", evals[0]), ("trained", evals[-1]))
+        },
+        "cost": {
+            "sft_s": sft_s,
+            "total_s": time.perf_counter() - started,
+            **{
+                f"{key.split('/', 1)[1]}_median": float(np.median([r[key] for r in trained]))
+                if trained
+                else float("nan")
+                for key in ("perf/rollout_s", "perf/update_s", "perf/rollout_tokens_per_s", "perf/learn_tokens_per_s")
+            },
+            "peak_mem_mb": max((r["perf/peak_mem_mb"] for r in trained), default=float("nan")),
+        },
     }
-    curve = ", ".join(f"{int(r['update'])}: {r['eval/reward/mean']:+.3f}" for r in evals)
-    print(f"eval R(τ) by update ({args.eval_tasks} held-out tasks, T={args.temperature}): {curve}", file=sys.stderr)
-    print(
-        f"warm start {result['warm_start/reward']:+.3f} -> after {args.num_updates} GRPO updates "
-        f"{result['trained/reward']:+.3f} (gain {result['gain']:+.3f}); curves in {run_dir / 'grpo' / 'curves.png'}",
-        file=sys.stderr,
-    )
+    result["gain"] = {name: result["trained"][name] - result["warm_start"][name] for name in REPORTED}
+    table = [f"held-out ({args.eval_tasks} tasks of suite_seed 1, T={args.temperature}):"]
+    table.append(f"{'':>12} " + " ".join(f"{n:>22}" for n in REPORTED))
+    for who in ("warm_start", "trained", "no_memory"):
+        table.append(f"{who:>12} " + " ".join(f"{result[who][n]:>22.3f}" for n in REPORTED))
+    print("\n".join(table), file=sys.stderr)
+    print(f"curves: {run_dir / 'grpo' / 'curves.png'}, {run_dir / 'grpo' / 'memory.png'}", file=sys.stderr)
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
 

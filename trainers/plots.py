@@ -10,13 +10,29 @@ import math
 import sys
 from pathlib import Path
 
-__all__ = ["plot_metrics", "read_metrics"]
+__all__ = ["MEMORY_PANELS", "PANELS", "plot_metrics", "read_metrics"]
 
+# (title, metric keys); a key ending in "*" stands for every key with that prefix.
 PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reward", ("reward/mean", "reward/task_score", "eval/reward/mean")),
     ("memory quality", ("memory/precision", "memory/recall", "memory/f1")),
     ("loss", ("loss/policy", "loss/kl")),
 )
+
+# What the policy does with its memory, on the held-out evaluation tasks (the eval/ rows).
+MEMORY_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("held-out: memory use", ("eval/memory/f1", "eval/memory/retrieve_before_answer", "eval/reward/task_score")),
+    ("held-out: tool calls per episode", ("eval/memory/tool/*",)),
+    ("held-out: R(τ)", ("eval/reward/mean",)),
+)
+
+
+def _expand(keys: tuple[str, ...], rows: list[dict[str, float]]) -> list[str]:
+    present = sorted({k for r in rows for k in r})
+    out: list[str] = []
+    for key in keys:
+        out += [k for k in present if k.startswith(key[:-1])] if key.endswith("*") else [key]
+    return out
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
@@ -29,18 +45,23 @@ def read_metrics(path: str | Path) -> list[dict[str, float]]:
     return [rows[k] for k in sorted(rows)]
 
 
-def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> Path:
-    """Draw reward, memory-quality and loss curves against the update number into ``png_path``."""
+def plot_metrics(
+    metrics_path: str | Path,
+    png_path: str | Path,
+    panels: tuple[tuple[str, tuple[str, ...]], ...] = PANELS,
+) -> Path:
+    """Draw curves against the update number into ``png_path``, one panel per ``(title, keys)`` of ``panels``
+    (default: reward, memory quality and loss; :data:`MEMORY_PANELS`: the held-out memory behaviour)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
     rows = read_metrics(metrics_path)
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.5), constrained_layout=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), constrained_layout=True, squeeze=False)
     updates = [r["update"] for r in rows]
-    for ax, (title, keys) in zip(axes, PANELS):
-        for key in keys:
+    for ax, (title, keys) in zip(axes[0], panels):
+        for key in _expand(keys, rows):
             # Only the rows that hold the key: eval/ metrics appear every eval_every updates, and update 0 (the
             # starting policy) has nothing but eval/ metrics.
             points = [(u, r[key]) for u, r in zip(updates, rows) if isinstance(r.get(key), (int, float))]

@@ -1,0 +1,107 @@
+"""The learning demo's setting: recall questions, the behaviour mixture that teaches the warm start, and the
+per-stage tool counts the demo reports (fast; the demo itself is the slow test in test_learning.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import pytest
+
+import agemem_gym  # noqa: F401  (registers the ids)
+from agemem_gym.envs.synthetic import SyntheticConfig, make_synthetic_suite
+from agemem_gym.errors import ConfigError
+from agemem_gym.trainers.learning_demo import Behaviours, recall_setting
+from agemem_gym.trainers.plots import MEMORY_PANELS, plot_metrics
+
+
+def _play(env: gym.Env[str, str], policy: Any, seed: int) -> dict[str, Any]:
+    obs, info = env.reset(seed=seed)
+    policy.reset(info)
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(policy.act(obs, info))
+        done = terminated or truncated
+    episode: dict[str, Any] = info["episode"]
+    return episode
+
+
+def test_recall_questions_ask_for_two_birthplaces_stated_in_the_gold_paragraphs() -> None:
+    suite = make_synthetic_suite(20, seed=0, difficulty="easy", config=SyntheticConfig(recall_ratio=1.0))
+    for task in suite:
+        assert task.qtype == "recall" and task.question.startswith("Where were ") and task.question.endswith(" born?")
+        towns = task.answer.split(" and ")
+        assert len(towns) == 2 and towns[0] != towns[1]
+        for fact, town in zip(task.supporting_facts, towns):
+            assert fact.text.endswith(f" was born in {town}.")
+            gold = next(p for p in task.paragraphs if p.title == fact.title)
+            assert gold.sentences[fact.sent_idx].strip() == fact.text
+            assert fact.title in task.question
+
+
+def test_recall_ratio_zero_leaves_the_suite_as_it_was() -> None:
+    """No extra random draw at recall_ratio = 0: every existing task id keeps its content."""
+    before = make_synthetic_suite(30, seed=3, difficulty="medium")
+    after = make_synthetic_suite(30, seed=3, difficulty="medium", config=SyntheticConfig(recall_ratio=0.0))
+    assert [t.to_dict() for t in before] == [t.to_dict() for t in after]
+
+
+def test_suite_config_accepts_a_mapping_and_names_unknown_fields() -> None:
+    env = gym.make("AgeMem-Synthetic-v0", n_tasks=5, suite_config={"recall_ratio": 1.0})
+    assert all(t.qtype == "recall" for t in env.unwrapped.suite)  # type: ignore[attr-defined]
+    env.close()
+    with pytest.raises(ConfigError, match="recall_rate"):
+        gym.make("AgeMem-Synthetic-v0", n_tasks=5, suite_config={"recall_rate": 1.0})
+    with pytest.raises(ConfigError, match="recall_ratio"):
+        SyntheticConfig(recall_ratio=1.5)
+
+
+def test_using_memory_is_the_only_way_to_answer_and_it_pays() -> None:
+    """Every coin on 'use': full memory quality, retrieval before the answer, the right answer, the highest R;
+    every coin on 'skip': nothing stored, no answer, R of the no_memory baseline's order."""
+    env = gym.make("AgeMem-Synthetic-v0", n_tasks=16, **recall_setting())
+    use = [_play(env, Behaviours(1.0, 1.0, 1.0), seed) for seed in range(8)]
+    skip = [_play(env, Behaviours(0.0, 0.0, 0.0), seed) for seed in range(8)]
+    store_only = [_play(env, Behaviours(1.0, 0.0, 0.0), seed) for seed in range(8)]
+    env.close()
+    for e in use:
+        assert e["task_score"] == 1.0 and e["memory_quality"]["f1"] == 1.0 and e["retrieved_before_answer"]
+        assert e["tool_counts_by_stage"][0]["Add_memory"] == 2 and e["tool_counts_by_stage"][2]["Retrieve_memory"] == 1
+        assert e["tool_counts_by_stage"][1]["Filter_context"] == 1
+    for e in skip:
+        assert e["task_score"] == 0.0 and e["memory_quality"]["f1"] == 0.0 and not e["retrieved_before_answer"]
+        assert sum(sum(stage.values()) for stage in e["tool_counts_by_stage"]) == 0
+    mean = lambda eps: sum(e["R"] for e in eps) / len(eps)  # noqa: E731
+    assert mean(use) > mean(store_only) + 0.3 > mean(skip) + 0.3
+
+
+def test_the_mixture_flips_each_coin_per_episode_and_is_seeded() -> None:
+    env = gym.make("AgeMem-Synthetic-v0", n_tasks=40, **recall_setting())
+    a, b = Behaviours(seed=5), Behaviours(seed=5)
+    runs = [(_play(env, a, s), _play(env, b, s)) for s in range(40)]
+    env.close()
+    assert all(x["tool_counts_by_stage"] == y["tool_counts_by_stage"] for x, y in runs)
+    coins = {(x["tool_counts_by_stage"][0]["Add_memory"] > 0, x["retrieved_before_answer"]) for x, _ in runs}
+    assert coins == {(False, False), (False, True), (True, False), (True, True)}  # independent of each other
+    stored = sum(x["tool_counts_by_stage"][0]["Add_memory"] > 0 for x, _ in runs)
+    assert 8 <= stored <= 32
+    with pytest.raises(ValueError, match="p_store"):
+        Behaviours(p_store=2.0)
+
+
+def test_memory_panels_draw_every_tool_key(tmp_path: Path) -> None:
+    rows = [
+        {
+            "update": u,
+            "eval/memory/f1": 0.1 * u,
+            "eval/memory/tool/Add_memory": u,
+            "eval/memory/tool/Retrieve_memory": 1,
+        }
+        for u in range(3)
+    ]
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = plot_metrics(metrics, tmp_path / "memory.png", MEMORY_PANELS)
+    assert out.stat().st_size > 1000
