@@ -155,6 +155,14 @@ _COLUMNS = (
 )
 
 
+def _cell(summary: dict[str, float], key: str, fmt: str) -> str:
+    if key not in summary:
+        return "n/a"
+    if key == "steps_per_s" and summary[key] < 10:  # a served or local model: "0" would hide its rate
+        return format(summary[key], ".2f")
+    return format(summary[key], fmt)
+
+
 def render_table(results: dict[str, EvalResult]) -> str:
     """A markdown table of the per-policy means (tool columns: calls per episode, as the paper's Table 3).
 
@@ -167,7 +175,7 @@ def render_table(results: dict[str, EvalResult]) -> str:
     lines = [head, rule]
     for name, res in results.items():
         s = res.summary
-        cells = [format(s[key], fmt) if key in s else "n/a" for _, key, fmt in _COLUMNS]
+        cells = [_cell(s, key, fmt) for _, key, fmt in _COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -421,8 +421,10 @@ class OpenAIPolicy:
                         f"attempt(s); is the server running there? (timeout={s.timeout:g} s, retries={s.retries})"
                     ) from None
                 delay, what = None, type(err).__name__
-            except openai.OpenAIError as err:  # e.g. a body that is not a chat completion
-                raise EndpointError(f"{s.base_url} sent a response the client could not read: {err}") from None
+            except (openai.OpenAIError, ValueError) as err:  # a 200 whose body is not JSON, or not a completion
+                raise EndpointError(
+                    f"{s.base_url} sent a response that is no chat completion ({type(err).__name__}: {err})"[:600]
+                ) from None
             if delay is None:
                 delay = min(_MAX_BACKOFF_S, s.backoff * 2**attempt) * (1 - 0.25 * self._jitter.random())
             log.warning("%s from %s; retry %d of %d in %.2f s", what, s.base_url, attempt + 1, s.retries, delay)
