@@ -70,7 +70,7 @@ def test_agemem_eval_scores_a_checkpoint_beside_scripted_policies(checkpoint: Pa
         assert row["prompt_tokens"] == row["prompt_tokens_per_turn"] * row["steps"]
     assert all(row["prompt_tokens"] is None for row in results["no_memory"].rows)
     assert "prompt_tokens_per_turn" not in results["no_memory"].summary
-    assert [line for line in table.splitlines() if line.startswith("| no_memory |")][0].count("| n/a ") == 2
+    assert next(line for line in table.splitlines() if line.startswith("| no_memory |")).count("| n/a ") == 2
     again = run_eval(args)[f"model:{checkpoint}"]
     drop_time = [{k: v for k, v in row.items() if k != "steps_per_s"} for row in (*model.rows, *again.rows)]
     assert drop_time[:2] == drop_time[2:]  # greedy: the same checkpoint plays the same episodes twice

@@ -28,7 +28,7 @@ from .openai_fakes import FakeChat, completion, fake_chat, scripted, scripted_tu
 
 pytest.importorskip("openai", reason="the openai policy needs the openai client: pip install 'agemem-gym[openai]'")
 
-from agemem_gym.openai_policy import OpenAIPolicy, OpenAISettings, parse_spec  # noqa: E402
+from agemem_gym.openai_policy import OpenAIPolicy, OpenAISettings, parse_spec
 
 SHORT = {
     "episode": {"stage1_distractors": 0, "paragraphs_per_turn": 1, "stage2_paragraphs": 1, "max_tool_rounds": 2},
@@ -324,9 +324,9 @@ def test_retry_after_from_the_server_is_honoured() -> None:
 
 def test_transient_errors_give_up_after_the_retries() -> None:
     """Failing on every try raises EndpointError after retries + 1 requests, naming the status and the server's words."""
-    with fake_chat(lambda b, n: (503, {}, {"error": {"message": "overloaded"}})) as fake:
-        with pytest.raises(EndpointError, match=r"answered HTTP 503 .*overloaded.*after 3 attempt") as err:
-            _one_turn(fake.url, "&backoff=0&retries=2")
+    overloaded = pytest.raises(EndpointError, match=r"answered HTTP 503 .*overloaded.*after 3 attempt")
+    with fake_chat(lambda b, n: (503, {}, {"error": {"message": "overloaded"}})) as fake, overloaded as err:
+        _one_turn(fake.url, "&backoff=0&retries=2")
     assert len(fake.requests) == 3 and isinstance(err.value, ConnectionError)
 
 
@@ -339,9 +339,9 @@ def test_client_errors_are_not_retried_and_never_show_the_key(
 ) -> None:
     """4xx (but 408/429) fails at once with a hint at the fix; the key that was sent is in no message."""
     monkeypatch.setenv("AGEMEM_TEST_KEY", "sk-very-secret")
-    with fake_chat(lambda b, n: (status, {}, {"error": {"message": "nope"}})) as fake:
-        with pytest.raises(EndpointError, match=hint) as err:
-            _one_turn(fake.url, "&api_key_env=AGEMEM_TEST_KEY&retries=5")
+    refused = pytest.raises(EndpointError, match=hint)
+    with fake_chat(lambda b, n: (status, {}, {"error": {"message": "nope"}})) as fake, refused as err:
+        _one_turn(fake.url, "&api_key_env=AGEMEM_TEST_KEY&retries=5")
     assert len(fake.requests) == 1 and fake.requests[0].headers["authorization"] == "Bearer sk-very-secret"
     assert "sk-very-secret" not in str(err.value)
 
@@ -353,9 +353,8 @@ def test_unreachable_and_slow_servers_end_in_endpoint_errors() -> None:
         closed = s.getsockname()[1]
     with pytest.raises(EndpointError, match=rf"127.0.0.1:{closed}/v1 could not be reached .* after 2 attempt"):
         _one_turn(f"http://127.0.0.1:{closed}/v1", "&retries=1&backoff=0")
-    with fake_chat(delay=lambda body: 1.0) as fake:
-        with pytest.raises(EndpointError, match="could not be reached"):
-            _one_turn(fake.url, "&retries=1&backoff=0&timeout=0.2")
+    with fake_chat(delay=lambda body: 1.0) as fake, pytest.raises(EndpointError, match="could not be reached"):
+        _one_turn(fake.url, "&retries=1&backoff=0&timeout=0.2")
     assert len(fake.requests) == 2
 
 
@@ -366,9 +365,8 @@ def test_unreachable_and_slow_servers_end_in_endpoint_errors() -> None:
 )
 def test_a_body_that_is_no_chat_completion_is_an_endpoint_error(body: bytes) -> None:
     """A 200 whose body is not a chat completion raises EndpointError, not whatever the parsing hit."""
-    with fake_chat(lambda b, n: (200, {}, body)) as fake:
-        with pytest.raises(EndpointError):
-            _one_turn(fake.url, "&retries=0")
+    with fake_chat(lambda b, n: (200, {}, body)) as fake, pytest.raises(EndpointError):
+        _one_turn(fake.url, "&retries=0")
 
 
 def test_a_failure_stops_every_episode_in_flight(no_key: None) -> None:
@@ -472,10 +470,8 @@ def test_real_llama_cpp_server_plays_whole_episodes_with_usage_in_the_table(
     spec = f"openai:{llama_server}?model=smollm2&max_tokens=48&concurrency=2"
     out = tmp_path / "eval.json"
     env_kwargs = {**SHORT, "episode": {**SHORT["episode"], "max_tool_rounds": 1}}  # type: ignore[dict-item]
-    eval_main(
-        ["--policies", "no_memory", spec, "--episodes", "2", "--no-progress", "--seed", "0"]
-        + ["--env-kwargs", json.dumps(env_kwargs), "--json-out", str(out)]
-    )
+    argv = f"--policies no_memory {spec} --episodes 2 --no-progress --seed 0 --json-out {out}".split()
+    eval_main([*argv, "--env-kwargs", json.dumps(env_kwargs)])
     printed = capsys.readouterr().out
     print(printed)  # shown with -s: the real table
     payload = json.loads(out.read_text())
