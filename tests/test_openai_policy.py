@@ -139,6 +139,16 @@ def test_importing_the_core_does_not_import_openai() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_docstring_examples_run() -> None:
+    """The runnable examples in the openai policy's docstrings pass."""
+    import doctest
+
+    from agemem_gym import openai_policy
+
+    result = doctest.testmod(openai_policy, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0
+
+
 # ---- whole episodes, usage, order ----
 
 
@@ -410,6 +420,29 @@ def test_concurrent_recordings_are_merged_in_task_order_and_replay(tmp_path: Pat
     assert [e.header["seed"] for e in episodes] == list(range(5))
     assert all(replay(e).matches for e in episodes)
     assert export_sft(episodes, tmp_path / "sft.jsonl") == sum(r["steps"] for r in result.rows)
+
+
+def test_merge_recordings_appends_by_seed_byte_for_byte(tmp_path: Path) -> None:
+    """Episodes recorded in two files are appended to an existing recording by reset seed, their lines unchanged."""
+    from agemem_gym.recorder import RecordEpisodes, merge_recordings
+
+    parts = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for path, seeds in zip(parts, ((3, 0), (1, 2))):
+        env = RecordEpisodes(gym.make("AgeMem-Synthetic-v0", **SHORT), path)
+        for seed in seeds:
+            env.reset(seed=seed)
+            env.step("no tags")
+        env.close()
+    dest = tmp_path / "all.jsonl"
+    old = parts[1].read_bytes().splitlines(keepends=True)[0].rstrip(b"\n")  # a header with no newline after it
+    dest.write_bytes(old)
+    assert merge_recordings(parts, dest) == 4
+    assert [e.header["seed"] for e in load_episodes(dest)] == [1, 0, 1, 2, 3]
+    by_seed = {e.header["seed"]: e for p in parts for e in load_episodes(p)}
+    assert [e.steps for e in load_episodes(dest)[1:]] == [by_seed[k].steps for k in range(4)]
+    lines = b"".join(p.read_bytes() for p in parts).splitlines()
+    assert dest.read_bytes().splitlines()[0] == old
+    assert sorted(dest.read_bytes().splitlines()[1:]) == sorted(lines)
 
 
 # ---- a real server: llama-cpp-python with the offline SmolLM2 GGUF ----
