@@ -4,33 +4,33 @@ Runs:
     agemem-eval --policies "openai:http://127.0.0.1:8000/v1?model=Qwen/Qwen2.5-7B-Instruct" --episodes 200
     agemem-eval --policies no_memory "openai:http://gpu-box:8000/v1?model=m&concurrency=32&temperature=0.7&seed=auto"
     agemem-eval --policies "openai:http://127.0.0.1:8000/v1?model=m" --record-dir rec   # then export_sft(...)
-    python -m agemem_gym.trainers.sft --policy "openai:http://127.0.0.1:8000/v1?model=m" ...   # SFT pairs, one at a time
+    python -m agemem_gym.trainers.sft --policy "openai:http://127.0.0.1:8000/v1?model=m" ...   # SFT, one at a time
 
 ``make_policy("openai:<base_url>?option=value&...", env, seed=...)`` finds :func:`from_spec` through the
 ``agemem_gym.policies`` entry point named ``openai``. Each agent turn is one chat completion over the env's context
 (``info["messages"]``, the context *after* the agent's own SUMMARY/FILTER edits; the env's tool results travel as
 user messages, since they answer no OpenAI-style tool call). The options (all but ``model`` optional):
 
-=============== ============ ==========================================================================================
-option          default      meaning
-=============== ============ ==========================================================================================
-``model``       (required)   the served model's name (vLLM: the name given to ``vllm serve``; ``GET <base_url>/models``)
-``temperature`` ``0``        sampling temperature (0: greedy, as evaluations usually are)
-``top_p``       ``1``        nucleus sampling
-``max_tokens``  ``256``      most tokens one turn may generate
-``concurrency`` ``8``        episodes in flight at once in ``agemem-eval`` (one env each)
-``retries``     ``4``        retries of a request that failed transiently (connection, timeout, 408, 429, 5xx)
-``backoff``     ``0.5``      seconds before the first retry; doubled for each next one (at most 30 s, less 0-25 %
-                             jitter); a server's ``Retry-After`` (up to 60 s) is honoured instead
-``timeout``     ``120``      seconds one request may take
-``seed``        (not sent)   an int, or ``auto`` for the evaluation's ``--seed``: each request then carries a seed
-                             made from it, the episode's position in the task list and the turn, so servers that
-                             honour it (vLLM, SGLang, llama.cpp) sample reproducibly whatever the concurrency
-``stop``        ``1``        stop at ``</tool_call>`` / ``</answer>`` (the closing tag is put back); ``0`` lets the
-                             model write until it ends its turn
-``api_key_env`` ``OPENAI_API_KEY`` the environment variable that holds the API key (unset: a placeholder key is sent,
-                             which servers without authentication ignore)
-=============== ============ ==========================================================================================
+=============== ================== ====================================================================================
+option          default            meaning
+=============== ================== ====================================================================================
+``model``       (required)         the served model's name (vLLM: the name given to ``vllm serve``; see ``GET /models``)
+``temperature`` ``0``              sampling temperature (0: greedy, as evaluations usually are)
+``top_p``       ``1``              nucleus sampling
+``max_tokens``  ``256``            most tokens one turn may generate
+``concurrency`` ``8``              episodes in flight at once in ``agemem-eval`` (one env each)
+``retries``     ``4``              retries of a request that failed transiently (connection, timeout, 408, 429, 5xx)
+``backoff``     ``0.5``            seconds before the first retry; doubled for each next one (at most 30 s, less 0-25 %
+                                   jitter); a server's ``Retry-After`` (up to 60 s) is honoured instead
+``timeout``     ``120``            seconds one request may take
+``seed``        (not sent)         an int, or ``auto`` for the evaluation's ``--seed``: each request then carries a seed
+                                   made from it, the episode's position in the task list and the turn, so servers that
+                                   honour it (vLLM, SGLang, llama.cpp) sample reproducibly whatever the concurrency
+``stop``        ``1``              stop at ``</tool_call>`` / ``</answer>`` (the closing tag is put back); ``0``
+                                   lets the model write until it ends its turn
+``api_key_env`` ``OPENAI_API_KEY`` the environment variable that holds the API key (unset: a placeholder
+                                   key is sent, which servers without authentication ignore)
+=============== ================== ====================================================================================
 
 The key itself never goes in the spec: a spec is shown in tables, logs and recordings, so ``api_key=`` and
 ``user:password@`` in the URL are refused. Each episode counts the prompt and completion tokens that the server
@@ -300,7 +300,9 @@ class OpenAIPolicy:
         self.settings = settings
         self.name = name or f"openai:{settings.base_url}?model={settings.model}"
         self.concurrency = settings.concurrency
-        self._clients: dict[int, Any] = {}  # by event loop: an async client belongs to the loop it was made in
+        # By event loop: an async client belongs to the loop it was made in. The loop is kept beside its client, so
+        # its id cannot be reused by a new loop while the entry exists.
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._current: OpenAIEpisode | None = None
         self._episodes = 0
@@ -352,26 +354,27 @@ class OpenAIPolicy:
 
     async def aclose(self) -> None:
         """Close the HTTP client of the running event loop."""
-        client = self._clients.pop(id(asyncio.get_running_loop()), None)
-        if client is not None:
-            await client.close()
+        entry = self._clients.pop(id(asyncio.get_running_loop()), None)
+        if entry is not None:
+            await entry[1].close()
 
     # ---- one request ----
 
     def _client(self) -> Any:
         loop = asyncio.get_running_loop()
-        client = self._clients.get(id(loop))
-        if client is None:
-            key = os.environ.get(self.settings.api_key_env)
-            if not key:
-                log.debug("$%s is not set: sending a placeholder key", self.settings.api_key_env)
-            client = self._openai.AsyncOpenAI(
-                base_url=self.settings.base_url,
-                api_key=key or _PLACEHOLDER_KEY,
-                max_retries=0,  # retried below, with this module's backoff, so that the rules are ours and tested
-                timeout=self.settings.timeout,
-            )
-            self._clients[id(loop)] = client
+        entry = self._clients.get(id(loop))
+        if entry is not None and entry[0] is loop:
+            return entry[1]
+        key = os.environ.get(self.settings.api_key_env)
+        if not key:
+            log.debug("$%s is not set: sending a placeholder key", self.settings.api_key_env)
+        client = self._openai.AsyncOpenAI(
+            base_url=self.settings.base_url,
+            api_key=key or _PLACEHOLDER_KEY,
+            max_retries=0,  # retried below, with this module's backoff, so that the rules are ours and tested
+            timeout=self.settings.timeout,
+        )
+        self._clients[id(loop)] = (loop, client)
         return client
 
     async def complete(self, messages: Sequence[Mapping[str, Any]], *, seed: int | None = None) -> tuple[str, Any]:

@@ -422,6 +422,24 @@ def test_concurrent_recordings_are_merged_in_task_order_and_replay(tmp_path: Pat
     assert export_sft(episodes, tmp_path / "sft.jsonl") == sum(r["steps"] for r in result.rows)
 
 
+def test_sft_collection_plays_a_served_model_one_episode_at_a_time(no_key: None) -> None:
+    """``trainers.sft --policy openai:...`` collects one record per turn through the blocking ``act``."""
+    pytest.importorskip("torch", reason="the SFT trainer needs the [train] extra")
+    from agemem_gym.trainers.sft import collect_pairs
+
+    tasks = ["syn-medium-s0-000002", "syn-medium-s0-000005"]
+    with fake_chat() as fake:
+        policy = make_policy(f"openai:{fake.url}?model=fake")
+        records = collect_pairs(gym.make("AgeMem-Synthetic-v0", **SHORT), policy, tasks)
+        policy.close()  # type: ignore[attr-defined]
+    assert len(records) == len(fake.requests) > 2 * len(tasks)
+    assert [r["response"] for r in records] == [
+        scripted_turn(q.body) + ("</tool_call>" if "<tool_call>" in scripted_turn(q.body) else "</answer>")
+        for q in fake.requests
+    ]
+    assert records[0]["messages"][-1]["role"] == "user"
+
+
 def test_merge_recordings_appends_by_seed_byte_for_byte(tmp_path: Path) -> None:
     """Episodes recorded in two files are appended to an existing recording by reset seed, their lines unchanged."""
     from agemem_gym.recorder import RecordEpisodes, merge_recordings
