@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -34,11 +35,14 @@ from agemem_gym.text import content_words, split_sentences
 __all__ = [
     "POLICIES",
     "POLICY_PLUGINS",
+    "AsyncEpisode",
+    "ConcurrentPolicy",
     "NoMemoryPolicy",
     "OraclePolicy",
     "Policy",
     "RagPolicy",
     "RandomPolicy",
+    "TokenUsage",
     "heuristic_answer",
     "make_policy",
 ]
@@ -52,6 +56,63 @@ class Policy(Protocol):
     def reset(self, info: Mapping[str, Any]) -> None: ...
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str: ...
+
+
+@dataclass
+class TokenUsage:
+    """Tokens that a served model says it used (the ``usage`` of its responses), summed over one episode.
+
+    Policies that talk to a server expose the current episode's usage as ``policy.usage`` (and an
+    :class:`AsyncEpisode` as ``episode.usage``); the evaluation table turns it into prompt and completion tokens
+    per turn. Scripted policies have none, and their columns read n/a: no count is invented for them.
+    """
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    responses: int = 0
+    """Responses received (one per agent turn; failed attempts that were retried are not counted)."""
+    unreported: int = 0
+    """Responses that carried no usable ``usage``; while any did, the episode's totals are unknown."""
+
+    def add(self, prompt_tokens: object, completion_tokens: object) -> None:
+        """Count one response; a missing or malformed count (server text is untrusted) makes it unreported."""
+        self.responses += 1
+        ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (prompt_tokens, completion_tokens))
+        if not ok:
+            self.unreported += 1
+            return
+        self.prompt_tokens += prompt_tokens  # type: ignore[operator]
+        self.completion_tokens += completion_tokens  # type: ignore[operator]
+
+    @property
+    def complete(self) -> bool:
+        """Every response reported its usage (and there was at least one)."""
+        return self.responses > 0 and self.unreported == 0
+
+
+class AsyncEpisode(Protocol):
+    """One episode of a :class:`ConcurrentPolicy`: its own state, so many can be in flight at once."""
+
+    usage: TokenUsage | None
+
+    def reset(self, info: Mapping[str, Any]) -> None: ...
+
+    async def act(self, observation: str, info: Mapping[str, Any]) -> str: ...
+
+
+class ConcurrentPolicy(Protocol):
+    """A policy whose turns are awaited (a served model), so that ``concurrency`` episodes can run at once.
+
+    :func:`agemem_gym.evaluation.evaluate_async` asks it for one :class:`AsyncEpisode` per task, by the task's
+    position, so that anything an episode draws depends on that position alone, not on which episode finished first.
+    """
+
+    name: str
+    concurrency: int
+
+    def episode(self, index: int) -> AsyncEpisode: ...
+
+    async def aclose(self) -> None: ...
 
 
 def tool_call(*calls: tuple[str, Mapping[str, Any]], think: str = "I will use my memory tools.") -> str:
@@ -313,8 +374,9 @@ POLICIES: tuple[str, ...] = ("oracle", "oracle_heuristic", "rag", "no_memory", "
 POLICY_PLUGINS = "agemem_gym.policies"
 """Entry-point group of policy factories ``(spec, env, *, seed) -> Policy``, named as in ``make_policy("name:spec")``.
 
-This package registers ``model`` (:mod:`agemem_gym.trainers.eval_policy`: a checkpoint or a transformers model);
-other packages may register their own in their ``pyproject.toml``::
+This package registers ``model`` (:mod:`agemem_gym.trainers.eval_policy`: a checkpoint or a transformers model) and
+``openai`` (:mod:`agemem_gym.openai_policy`: any OpenAI-compatible chat endpoint); other packages may register their
+own in their ``pyproject.toml``::
 
     [project.entry-points."agemem_gym.policies"]
     mypolicy = "mypackage.policies:from_spec"
@@ -330,8 +392,8 @@ def _plugin_policy(name: str, env: Any, seed: int) -> Policy:
     if plugin not in found:
         known = ", ".join(sorted(found)) or "none installed"
         raise ConfigError(
-            f"unknown policy plugin {plugin!r} in {name!r}; registered plugins: {known} (the 'model' plugin comes "
-            "with agemem-gym's [train] extra; reinstall the package if it is missing)"
+            f"unknown policy plugin {plugin!r} in {name!r}; registered plugins: {known} (agemem-gym registers 'model' "
+            "and 'openai'; reinstall the package if they are missing)"
         )
     policy: Policy = found[plugin].load()(spec, env, seed=seed)
     return policy
@@ -339,7 +401,8 @@ def _plugin_policy(name: str, env: Any, seed: int) -> Policy:
 
 def make_policy(name: str, env: Any = None, *, seed: int = 0) -> Policy:
     """A scripted policy by name (see :data:`POLICIES`), or ``"plugin:spec"`` from :data:`POLICY_PLUGINS`
-    (``"model:runs/<run>/checkpoint.pt"`` plays a trained checkpoint). The oracles need the unwrapped env."""
+    (``"model:runs/<run>/checkpoint.pt"`` plays a trained checkpoint, ``"openai:http://host:8000/v1?model=NAME"`` a
+    served model). The oracles need the unwrapped env."""
     if ":" in name:
         return _plugin_policy(name, env, seed)
     if name in ("oracle", "oracle_heuristic"):

@@ -4,14 +4,19 @@ agemem-eval --env-id AgeMem-Synthetic-v0 --episodes 50
 agemem-eval --audit --episodes 50          # the reward audit: exploit policies vs honest memory use, every term
 agemem-eval --env-id AgeMem-HotpotQA-v0 --data-path hotpot_dev_distractor_v1.json --episodes 200 --json-out r.json
 agemem-eval --policies no_memory model:runs/learn__1/grpo/checkpoint.pt --episodes 64   # a trained checkpoint
+agemem-eval --policies "openai:http://127.0.0.1:8000/v1?model=NAME&concurrency=16"      # a served model (vLLM, ...)
 agemem-play --env-id AgeMem-Synthetic-v0 --seed 3
 python -m agemem_gym.cli {eval,play} ...
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,9 +29,9 @@ import tyro
 import agemem_gym  # noqa: F401  (registers the ids)
 from agemem_gym.agents import POLICIES, answer, make_policy, tool_call
 from agemem_gym.audit import AUDIT_POLICIES, audit_table, reward_audit
-from agemem_gym.errors import ConfigError
-from agemem_gym.evaluation import EvalResult, evaluate
-from agemem_gym.recorder import RecordEpisodes
+from agemem_gym.errors import ConfigError, EndpointError
+from agemem_gym.evaluation import EvalResult, evaluate, evaluate_async
+from agemem_gym.recorder import RecordEpisodes, merge_recordings
 from agemem_gym.tools import TOOL_NAMES
 
 __all__ = ["EvalArgs", "PlayArgs", "eval_main", "main", "play_main", "render_table", "run_eval"]
@@ -51,8 +56,11 @@ class EvalArgs:
     env_id: str = "AgeMem-Synthetic-v0"
     """Registered env id."""
     policies: tuple[str, ...] = POLICIES
-    """Policies to evaluate: oracle, oracle_heuristic, rag, no_memory, random, or model:<checkpoint.pt | model name |
-    folder>[?sample=1&temperature=T] for a trained model (needs the [train] extra)."""
+    """Policies to evaluate: oracle, oracle_heuristic, rag, no_memory, random, model:<checkpoint.pt | model name |
+    folder>[?sample=1&temperature=T] for a trained model (needs the [train] extra), or
+    openai:<base_url>?model=NAME[&temperature=T&max_tokens=N&concurrency=C&...] for any OpenAI-compatible chat
+    endpoint (vLLM, SGLang, llama.cpp; the [openai] extra; the key from $OPENAI_API_KEY; options: see
+    agemem_gym.openai_policy)."""
     episodes: int = 20
     """Tasks to run per policy (a seeded sample without repeats; all policies get the same tasks)."""
     seed: int = 0
@@ -64,7 +72,8 @@ class EvalArgs:
     json_out: str | None = None
     """Write the per-policy summaries and per-episode rows here."""
     record_dir: str | None = None
-    """Record every episode to <dir>/<policy>.jsonl (replayable; exportable as SFT data)."""
+    """Record every episode to <dir>/<policy>.jsonl (replayable; exportable as SFT data), in task order; characters
+    other than letters, digits, '.', '-' and '_' in the policy's name become '_'."""
     progress: bool = True
     """Show progress bars."""
     audit: bool = False
@@ -75,20 +84,57 @@ class EvalArgs:
 
 
 def run_eval(args: EvalArgs) -> dict[str, EvalResult]:
-    """Run every policy of ``args`` on the same task sample; returns results by policy name."""
+    """Run every policy of ``args`` on the same task sample; returns results by policy name.
+
+    A policy with ``concurrency`` (a served model: ``openai:...``) plays that many episodes at once, one env each;
+    its episodes still see the same tasks, seeds and order as one at a time.
+    """
     results: dict[str, EvalResult] = {}
     for name in args.policies:
         env = _make_env(args.env_id, args.data_path, args.env_kwargs)
-        if args.record_dir is not None:
-            env = RecordEpisodes(env, Path(args.record_dir) / f"{name}.jsonl")
         ids = list(env.unwrapped.suite.task_ids)  # type: ignore[attr-defined]
         order = np.random.default_rng(args.seed).permutation(len(ids))[: args.episodes]
+        tasks = [ids[int(i)] for i in order]
         policy = make_policy(name, env.unwrapped, seed=args.seed)
-        results[name] = evaluate(
-            env, policy, task_ids=[ids[int(i)] for i in order], seed=args.seed, progress=args.progress
-        )
+        record = Path(args.record_dir) / f"{_file_name(name)}.jsonl" if args.record_dir is not None else None
+        if hasattr(policy, "episode") and hasattr(policy, "concurrency"):
+            results[name] = _run_concurrent(args, env, policy, tasks, record)
+            continue
+        if record is not None:
+            env = RecordEpisodes(env, record)
+        results[name] = evaluate(env, policy, task_ids=tasks, seed=args.seed, progress=args.progress)
         env.close()
     return results
+
+
+def _file_name(policy: str) -> str:
+    """A policy name as one file name (``openai:http://h:8000/v1?model=m`` holds slashes and a query)."""
+    return re.sub(r"[^\w.-]+", "_", policy).strip("._") or "policy"
+
+
+def _run_concurrent(
+    args: EvalArgs, env: gym.Env[str, str], policy: Any, tasks: list[str], record: Path | None
+) -> EvalResult:
+    """``policy.concurrency`` envs made alike, the episodes spread over them; a recording is made one file per env
+    and merged in task order."""
+    n = max(1, min(int(policy.concurrency), len(tasks)))
+    envs = [env] + [_make_env(args.env_id, args.data_path, args.env_kwargs) for _ in range(n - 1)]
+    parts: list[Path] = []
+    tmp: str | None = None
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{record.stem}.", dir=record.parent)
+        parts = [Path(tmp) / f"env{k}.jsonl" for k in range(n)]
+        envs = [RecordEpisodes(e, p) for e, p in zip(envs, parts)]
+    try:
+        result = asyncio.run(evaluate_async(envs, policy, task_ids=tasks, seed=args.seed, progress=args.progress))
+    finally:
+        for e in envs:
+            e.close()
+        if record is not None and tmp is not None:
+            merge_recordings([p for p in parts if p.exists()], record)
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result
 
 
 _COLUMNS = (
@@ -101,27 +147,47 @@ _COLUMNS = (
     ("MQ-P", "MQ_precision", ".2f"),
     ("MQ-R", "MQ_recall", ".2f"),
     ("tok peak", "tokens_peak", ".0f"),
+    ("P tok/turn", "prompt_tokens_per_turn", ".0f"),
+    ("C tok/turn", "completion_tokens_per_turn", ".1f"),
     *((n.split("_")[0][:3].upper(), f"tool/{n}", ".2f") for n in TOOL_NAMES),
     ("trunc", "truncated", ".2f"),
     ("steps/s", "steps_per_s", ".0f"),
 )
 
 
+def _cell(summary: dict[str, float], key: str, fmt: str) -> str:
+    if key not in summary:
+        return "n/a"
+    if key == "steps_per_s" and summary[key] < 10:  # a served or local model: "0" would hide its rate
+        return format(summary[key], ".2f")
+    return format(summary[key], fmt)
+
+
 def render_table(results: dict[str, EvalResult]) -> str:
-    """A markdown table of the per-policy means (tool columns: calls per episode, as the paper's Table 3)."""
+    """A markdown table of the per-policy means (tool columns: calls per episode, as the paper's Table 3).
+
+    ``P tok/turn`` and ``C tok/turn`` are the prompt and completion tokens per agent turn that a served model
+    reported in its responses' ``usage`` (mean over episodes); they read ``n/a`` for policies that report no usage
+    (scripted ones, local models), or when a response came without it.
+    """
     head = "| policy | " + " | ".join(c[0] for c in _COLUMNS) + " |"
     rule = "|---|" + "---:|" * len(_COLUMNS)
     lines = [head, rule]
     for name, res in results.items():
         s = res.summary
-        lines.append(f"| {name} | " + " | ".join(format(s.get(key, 0.0), fmt) for _, key, fmt in _COLUMNS) + " |")
+        cells = [_cell(s, key, fmt) for _, key, fmt in _COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def eval_main(argv: Sequence[str] | None = None) -> None:
     """Console entry point of ``agemem-eval``."""
     args = tyro.cli(EvalArgs, args=argv)
-    _eval(args)
+    try:
+        _eval(args)
+    except (ConfigError, ImportError, EndpointError) as err:
+        print(f"agemem-eval: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _eval(args: EvalArgs) -> None:

@@ -12,6 +12,7 @@ __all__ = [
     "AgeMemError",
     "ConfigError",
     "DataError",
+    "EndpointError",
     "MemoryNotFoundError",
     "RecordingLockedError",
     "StoreFormatError",
@@ -30,6 +31,14 @@ class ConfigError(AgeMemError, ValueError):
 
 class DataError(AgeMemError, ValueError):
     """A dataset file or record is missing, malformed or of the wrong schema."""
+
+
+class EndpointError(AgeMemError, ConnectionError):
+    """A served model (an OpenAI-compatible endpoint) refused a request, or stayed unreachable through every retry.
+
+    The message names the endpoint, the HTTP status or the connection failure, the server's own words and the likely
+    fix; it never contains the API key.
+    """
 
 
 class StoreFormatError(AgeMemError, ValueError):

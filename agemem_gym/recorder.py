@@ -45,6 +45,7 @@ __all__ = [
     "ReplayReport",
     "export_sft",
     "load_episodes",
+    "merge_recordings",
     "parse_episodes",
     "replay",
 ]
@@ -234,6 +235,51 @@ def parse_episodes(lines: Iterable[bytes], name: str) -> list[RecordedEpisode]:
 
 
 _HEADER_START = b'{"type": "header"'
+
+
+def merge_recordings(sources: Sequence[str | os.PathLike[str]], dest: str | os.PathLike[str]) -> int:
+    """Append the episodes of ``sources`` to ``dest`` in the order of their reset seeds, byte for byte.
+
+    Episodes run at once (``agemem-eval`` with a served model) are recorded one file per env; this puts them in one
+    recording in task order (episode ``i`` of an evaluation resets with ``seed + i``; episodes without a seed keep
+    their order, after the others). ``dest`` is locked while it is written, as by :class:`RecordEpisodes`.
+
+    Returns:
+        The number of episodes appended.
+
+    Raises:
+        DataError: A source is not a readable recording (see :func:`load_episodes`).
+        RecordingLockedError: Another recorder is writing ``dest``.
+    """
+    chunks: list[tuple[tuple[int, int], int, list[bytes]]] = []
+    for src in sources:
+        episodes = iter(load_episodes(src))  # validates the file before anything is written
+        with Path(src).open("rb") as f:
+            for raw in f:
+                if raw.startswith(_HEADER_START):
+                    seed = next(episodes).header.get("seed")
+                    key = (0, seed) if isinstance(seed, int) else (1, 0)
+                    chunks.append((key, len(chunks), []))
+                if chunks and raw.strip():
+                    chunks[-1][2].append(raw if raw.endswith(b"\n") else raw + b"\n")
+    chunks.sort(key=lambda c: (c[0], c[1]))
+    dest_path = Path(dest)
+    dest_path.parent.mkdir(parents=True, exist_ok=True)
+    with dest_path.open("a+b") as fh:
+        try:
+            try_lock(fh.fileno())
+        except BlockingIOError:
+            raise RecordingLockedError(
+                f"{str(dest_path)!r} is being written by another RecordEpisodes; close that one first"
+            ) from None
+        size = fh.seek(0, os.SEEK_END)
+        if size:
+            fh.seek(size - 1)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        for _, _, lines in chunks:
+            fh.writelines(lines)
+    return len(chunks)
 
 
 def _decode(raw: bytes) -> Any:

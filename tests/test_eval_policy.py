@@ -62,7 +62,15 @@ def test_agemem_eval_scores_a_checkpoint_beside_scripted_policies(checkpoint: Pa
     model = results[f"model:{checkpoint}"]
     assert len(model.rows) == 2 and model.task_ids == results["no_memory"].task_ids
     assert model.summary["R"] < results["no_memory"].summary["R"]  # one random update does not beat a baseline
-    assert f"| model:{checkpoint} |" in render_table(results)
+    table = render_table(results)
+    assert f"| model:{checkpoint} |" in table
+    # A local model counts its tokens exactly (prompt ids fed, ids generated); a scripted policy has none: n/a.
+    for row in model.rows:
+        assert row["prompt_tokens_per_turn"] > 0 and 1 <= row["completion_tokens_per_turn"] <= 8
+        assert row["prompt_tokens"] == row["prompt_tokens_per_turn"] * row["steps"]
+    assert all(row["prompt_tokens"] is None for row in results["no_memory"].rows)
+    assert "prompt_tokens_per_turn" not in results["no_memory"].summary
+    assert next(line for line in table.splitlines() if line.startswith("| no_memory |")).count("| n/a ") == 2
     again = run_eval(args)[f"model:{checkpoint}"]
     drop_time = [{k: v for k, v in row.items() if k != "steps_per_s"} for row in (*model.rows, *again.rows)]
     assert drop_time[:2] == drop_time[2:]  # greedy: the same checkpoint plays the same episodes twice

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 import torch
 from torch import nn
 
+from agemem_gym.agents import TokenUsage
 from agemem_gym.errors import ConfigError
 from agemem_gym.trainers.models import load_model
 from agemem_gym.trainers.policy import Sampling, encode_chat, generate
@@ -44,6 +45,9 @@ class ModelPolicy:
         pass_tools: Also pass ``info["tools"]`` to the chat template.
         seed: Seeds the torch RNG at every :meth:`reset` when sampling, so an episode's draws depend on the
             seed alone (two policies compared on the same tasks see the same random numbers).
+
+    ``usage`` counts the current episode's tokens exactly as a server's ``usage`` would: the prompt ids fed (after
+    any cut to ``max_prompt_tokens``) and the ids generated, so ``agemem-eval`` reports tokens per turn for it too.
     """
 
     def __init__(
@@ -63,19 +67,23 @@ class ModelPolicy:
         self.pass_tools = pass_tools
         self.seed = seed
         self._episode = 0
+        self.usage = TokenUsage()
 
     def reset(self, info: Mapping[str, Any]) -> None:
         """Start an episode (reseeds sampling from ``seed`` and the episode's index)."""
         if not self.sampling.greedy:
             torch.manual_seed(self.seed * 1_000_003 + self._episode)
         self._episode += 1
+        self.usage = TokenUsage()
 
     @torch.no_grad()
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
         """One agent turn for the context in ``info["messages"]``."""
         tools = info.get("tools") if self.pass_tools else None
         prompt, _ = encode_chat(self.tokenizer, info["messages"], max_prompt_tokens=self.max_prompt_tokens, tools=tools)
-        return generate(self.model, self.tokenizer, [prompt], self.sampling)[0].text
+        turn = generate(self.model, self.tokenizer, [prompt], self.sampling)[0]
+        self.usage.add(len(turn.prompt_ids), len(turn.response_ids))
+        return turn.text
 
 
 def _split_options(spec: str) -> tuple[str, dict[str, Any]]:
