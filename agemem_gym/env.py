@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import gymnasium as gym
 import numpy as np
@@ -179,6 +179,7 @@ class AgeMemEnv(gym.Env[str, str]):
     | argument | default | meaning |
     |---|---|---|
     | ``suite`` | required | the :class:`~agemem_gym.task.TaskSuite` to draw tasks from |
+    | ``split`` | ``"all"`` | ``"train"`` / ``"heldout"``: a fixed 80/20 split by task id (:meth:`TaskSuite.split`) |
     | ``embedder`` | ``"hash"`` | ``"hash"``, ``"minilm"`` or a callable ``list[str] -> array`` |
     | ``reward_weights`` | ``"paper"`` | ``"paper"``, ``"released_weights"`` or a mapping of weights |
     | ``episode`` | :class:`EpisodeConfig` | stage layout and limits (mapping or instance) |
@@ -206,6 +207,7 @@ class AgeMemEnv(gym.Env[str, str]):
         self,
         suite: TaskSuite,
         *,
+        split: Literal["all", "train", "heldout"] = "all",
         embedder: str | Embedder | Callable[[list[str]], Any] = "hash",
         reward_weights: str | Mapping[str, float] | RewardWeights = "paper",
         episode: EpisodeConfig | Mapping[str, Any] | None = None,
@@ -230,7 +232,7 @@ class AgeMemEnv(gym.Env[str, str]):
             )
         if judge is not None and not callable(judge):
             raise ConfigError(f"'judge' must be a callable (question, prediction, gold) -> float, got {judge!r}")
-        self.suite = suite
+        self.suite = suite.split(split)
         self.embedder = make_embedder(embedder)
         self.weights = resolve_weights(reward_weights)
         self.episode_config: EpisodeConfig = _config(EpisodeConfig, episode, "episode")

@@ -18,9 +18,10 @@ suites; the environment only reads them.
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -211,6 +212,12 @@ def _surrogate_field(task: Task) -> str | None:
     return None
 
 
+def _split_point(task_id: str) -> float:
+    """A task id's place in [0, 1), uniform over ids and stable everywhere (the split of :meth:`TaskSuite.split`)."""
+    digest = hashlib.blake2b(task_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 class TaskSuite(Sequence[Task]):
     """An ordered collection of tasks, indexed by position and by id.
 
@@ -265,6 +272,31 @@ class TaskSuite(Sequence[Task]):
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; it has {len(self)} tasks"
             raise ConfigError(f"task_id {task_id!r} is not in suite {self.name!r}{hint}")
         return self._tasks[i]
+
+    def split(self, part: Literal["all", "train", "heldout"], heldout_fraction: float = 0.2) -> TaskSuite:
+        """The tasks of one part of a fixed train / held-out split (``"all"``: the suite itself).
+
+        A task is held out when a hash of its id (BLAKE2b, so the same in every process and on every platform) falls
+        below ``heldout_fraction``: its part never depends on the suite's size or order, so a model trained on
+        ``"train"`` has never seen a ``"heldout"`` task, whichever subset of the data either side loaded.
+
+        Raises:
+            ConfigError: ``part`` is not one of the three, the fraction is outside (0, 1), or the part is empty.
+        """
+        if part not in ("all", "train", "heldout"):
+            raise ConfigError(f"'split' must be 'all', 'train' or 'heldout', got {part!r}")
+        if isinstance(heldout_fraction, bool) or not 0.0 < float(heldout_fraction) < 1.0:
+            raise ConfigError(f"'heldout_fraction' must be a number in (0, 1), got {heldout_fraction!r}")
+        if part == "all":
+            return self
+        want = part == "heldout"
+        kept = [t for t in self._tasks if (_split_point(t.task_id) < heldout_fraction) == want]
+        if not kept:
+            raise ConfigError(
+                f"the {part!r} part of suite {self.name!r} ({len(self)} tasks, heldout_fraction "
+                f"{heldout_fraction}) is empty; use more tasks or another fraction"
+            )
+        return TaskSuite(self.name, kept)
 
     def sample(self, rng: np.random.Generator) -> Task:
         """One task drawn uniformly with ``rng``."""

@@ -630,3 +630,31 @@ def test_async_make_vec_with_default_settings_is_a_clear_error() -> None:
         results.append(envs.step((action, action))[0])
         envs.close()
     assert results[0] == results[1] and "[brackets] and café" in results[0][0]
+
+
+# ---- the fixed train / held-out split ----
+
+
+def test_split_parts_are_disjoint_cover_the_suite_and_do_not_depend_on_its_size() -> None:
+    from agemem_gym.envs.synthetic import make_synthetic_suite
+
+    suite = make_synthetic_suite(200, seed=0, difficulty="easy")
+    train, heldout = suite.split("train"), suite.split("heldout")
+    assert set(train.task_ids).isdisjoint(heldout.task_ids)
+    assert sorted(train.task_ids + heldout.task_ids) == sorted(suite.task_ids)
+    assert 0.1 < len(heldout) / len(suite) < 0.3  # heldout_fraction 0.2, by hash
+    bigger = make_synthetic_suite(400, seed=0, difficulty="easy").split("heldout")
+    assert set(heldout.task_ids) == set(bigger.task_ids) & set(suite.task_ids)  # a task's part is its own
+    assert suite.split("all") is suite
+    with pytest.raises(ConfigError, match="'split' must be"):
+        suite.split("test")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="heldout_fraction"):
+        suite.split("train", heldout_fraction=1.0)
+
+
+def test_env_split_argument_draws_only_from_its_part() -> None:
+    env = gym.make("AgeMem-Synthetic-v0", n_tasks=50, split="heldout")
+    held = set(env.unwrapped.suite.task_ids)  # type: ignore[attr-defined]
+    drawn = {env.reset(seed=s)[1]["task_id"] for s in range(20)}
+    env.close()
+    assert drawn <= held and len(held) < 50
