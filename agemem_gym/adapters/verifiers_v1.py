@@ -50,7 +50,7 @@ scores it as a truncated episode (R so far + P_rounds + w_task · P_no-answer).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -152,19 +152,16 @@ class AgeMemTasksetConfig(vf.TasksetConfig):
 
 
 class AgeMemTaskset(vf.Taskset[AgeMemTask, AgeMemTasksetConfig]):
-    """The suite's tasks as verifiers tasks. Each task has no prompt: :class:`AgeMemEnv` opens the conversation
-    with the env's first context."""
+    """The suite's tasks as verifiers tasks, read lazily (verifiers' ``take(n)`` / ``-n`` reads only the first n).
+    Each task has no prompt: :class:`AgeMemEnv` opens the conversation with the env's first context."""
 
-    def load(self) -> list[AgeMemTask]:
+    def load(self) -> Iterator[AgeMemTask]:
         config = self.config
         env = gym.make(config.env_id, **dict(config.env_kwargs))
         try:
-            ids = list(config.task_ids or env.unwrapped.suite.task_ids)  # type: ignore[attr-defined]
-            if config.num_tasks is not None:
-                ids = ids[: config.num_tasks]
-            tasks = []
-            for task_id in ids:
-                env.reset(options={"task_id": task_id, "material_seed": config.material_seed})
+            suite = env.unwrapped.suite  # type: ignore[attr-defined]
+            ids = list(config.task_ids or suite.task_ids)
+            for task_id in ids if config.num_tasks is None else ids[: config.num_tasks]:
                 data = AgeMemData(
                     id=task_id,
                     name=task_id,
@@ -172,12 +169,11 @@ class AgeMemTaskset(vf.Taskset[AgeMemTask, AgeMemTasksetConfig]):
                     env_kwargs=dict(config.env_kwargs),
                     task_id=task_id,
                     material_seed=config.material_seed,
-                    answer=str(env.unwrapped.task.answer),  # type: ignore[attr-defined]
+                    answer=str(suite.get(task_id).answer),
                 )
-                tasks.append(AgeMemTask(data, config.task))
+                yield AgeMemTask(data, config.task)
         finally:
             env.close()
-        return tasks
 
 
 # ---- the harness ----
@@ -187,24 +183,31 @@ class AgeMemHarnessConfig(vf.HarnessConfig):
     id: str = PLUGIN_ID
 
 
-async def _complete(endpoint: str, secret: str, model: str, messages: list[dict[str, Any]]) -> None:
-    """One chat completion through the rollout's interception endpoint (which records the turn in the trace)."""
-    from openai import AsyncOpenAI
-
-    async with AsyncOpenAI(base_url=endpoint, api_key=secret) as client:
-        await client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
-
-
 class _AgeMemSession(vf.HarnessSession):
-    """A segment is one model call on the messages the env hands over: the whole prompt, not a tail to append."""
+    """A segment is one model call on the messages the env hands over: the whole prompt, not a tail to append. The
+    call goes through the rollout's interception endpoint, which applies the run's model and sampling settings and
+    records the turn in the trace."""
+
+    _client: Any = None
 
     async def _run(self, messages: Any) -> ProgramResult:
         if messages is None:  # a prompted task's opening segment: launch() says why there is none
             return await super()._run(None)
+        from openai import AsyncOpenAI  # a dependency of verifiers
         from verifiers.v1.dialects.chat import message_to_wire
 
-        await _complete(self.endpoint, self.secret, self.ctx.model, [message_to_wire(m) for m in messages])
+        if self._client is None:
+            self._client = AsyncOpenAI(base_url=self.endpoint, api_key=self.secret)
+        await self._client.chat.completions.create(
+            model=self.ctx.model, messages=[message_to_wire(m) for m in messages]
+        )
         return ProgramResult(exit_code=0, stdout="", stderr="")
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        await super().close()
 
 
 class AgeMemHarness(vf.Harness[AgeMemHarnessConfig]):
@@ -254,6 +257,12 @@ class AgeMemEnvConfig(vf.EnvConfig):
     """The policy's seat: ``--env.agent.max-turns`` caps its turns (the env then ends the episode)."""
 
 
+def _reply(segment: vf.Segment) -> str:
+    """The model's text of the segment, exactly as sampled (``Segment.last_reply`` strips it)."""
+    replies = [m.content for m in segment.messages if isinstance(m, vf.AssistantMessage)]
+    return (replies[-1] or "") if replies else segment.last_reply
+
+
 class AgeMemEnv(vf.Env[AgeMemEnvConfig]):
     """One AgeMem episode per task: the env is the user, and every turn's prompt is its edited context."""
 
@@ -276,7 +285,7 @@ class AgeMemEnv(vf.Env[AgeMemEnvConfig]):
                             rewards.append(closing.reward)
                         episode = closing.episode or {"R": closing.R}
                         break
-                    _, reward, terminated, truncated, info = env.step(segment.last_reply)
+                    _, reward, terminated, truncated, info = env.step(_reply(segment))
                     rewards.append(float(reward))
                     steps.append(
                         {
