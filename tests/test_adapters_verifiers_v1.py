@@ -65,6 +65,28 @@ def run_groups(config: AgeMemEnvConfig, base_url: str, group_size: int) -> list[
     return asyncio.run(main())
 
 
+def test_real_verifiers_public_names_are_pinned() -> None:
+    """The plugin module exports exactly one taskset, env and harness (verifiers' loader refuses more), and the
+    adapter's ``__all__`` is pinned."""
+    import agemem_verifiers
+    from agemem_gym.adapters import verifiers_v1
+
+    assert agemem_verifiers.__all__ == ["AgeMemEnv", "AgeMemHarness", "AgeMemTaskset"]
+    assert set(verifiers_v1.__all__) == {
+        "PLUGIN_ID",
+        "AgeMemData",
+        "AgeMemEnv",
+        "AgeMemEnvConfig",
+        "AgeMemHarness",
+        "AgeMemHarnessConfig",
+        "AgeMemTask",
+        "AgeMemTaskset",
+        "AgeMemTasksetConfig",
+        "env_config",
+        "vf_messages",
+    }
+
+
 def test_real_verifiers_plugin_resolves_by_id() -> None:
     """verifiers finds the taskset, its env and its harness by the plugin id, and loads the tasks with no prompt."""
     config = vf.resolve_env_config({"taskset": {"id": PLUGIN_ID, "num_tasks": 2, "env_kwargs": KW}})
