@@ -173,24 +173,110 @@ def test_real_trl_schemas_and_tool_call_parsing() -> None:
     assert getattr(env, call["name"])(**call["arguments"]) == "[Add_memory] added m_0001"
 
 
+def scripted_calls(env_kwargs: dict[str, Any], task_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The oracle's episode on ``task_id`` as single tool calls (``answer`` for its replies), as TRL would make them
+    through the adapter: one call per env step."""
+    import gymnasium as gym
+
+    from agemem_gym.agents import OraclePolicy
+    from agemem_gym.protocol import parse_action
+
+    env = gym.make("AgeMem-Synthetic-v0", **env_kwargs)
+    obs, info = env.reset(options={"task_id": task_id})
+    oracle = OraclePolicy(env.unwrapped)
+    oracle.reset(info)
+    calls: list[tuple[str, dict[str, Any]]] = []
+    while True:
+        action = parse_action(text := oracle.act(obs, info))
+        if action.kind == "answer":
+            calls.append(("answer", {"text": action.answer}))
+        else:
+            calls += [(c.name, dict(c.arguments)) for c in action.tool_calls]
+        obs, _, terminated, truncated, info = env.step(text)
+        if terminated or truncated:
+            return calls
+
+
+def in_process_episode(env_kwargs: dict[str, Any], task_id: str, calls: list[tuple[str, dict[str, Any]]]) -> Any:
+    """The same calls stepped on a plain in-process env, one per step, as protocol text: the step rewards and the
+    episode summary."""
+    import gymnasium as gym
+
+    env = gym.make("AgeMem-Synthetic-v0", **env_kwargs)
+    env.reset(options={"task_id": task_id})
+    rewards = []
+    for name, arguments in calls:
+        text = (
+            f"<answer>{arguments['text']}</answer>"
+            if name == "answer"
+            else f"<tool_call>{json.dumps([{'name': name, 'arguments': arguments}], ensure_ascii=False)}</tool_call>"
+        )
+        _, reward, terminated, truncated, info = env.step(text)
+        rewards.append(float(reward))
+        if terminated or truncated:
+            return rewards, info["episode"]
+    raise AssertionError("the calls did not end the episode")
+
+
 @requires_trl
-def test_real_trl_grpo_step_on_cpu(tmp_path: Path) -> None:
-    """TRL's GRPOTrainer runs one update with the adapter's factory and dataset on the tiny random Qwen2."""
+def test_real_trl_grpo_update_drives_whole_episodes_through_the_env(tmp_path: Path) -> None:
+    """One GRPOTrainer update over 2 tasks × 2 generations whose model writes the oracle's tool calls: TRL parses
+    them, runs them through the adapter (one env step each) until the final answer, and each rollout's reward is the
+    R(τ) of the same calls on an in-process env, episode summary and tool counts included."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
     from agemem_gym.adapters.trl import build_dataset, tool_calling_tokenizer
     from agemem_gym.trainers.models import tiny_model, tiny_tokenizer
 
-    dataset = build_dataset(n_tasks=2, env_kwargs=KW)
+    kw = {**KW, "episode": {**KW["episode"], "max_tool_rounds": 8}}  # the oracle's batched calls, one per step
+    tasks = ["syn-medium-s0-000002", "syn-medium-s0-000003"]
+    dataset = build_dataset(task_ids=tasks, env_kwargs=kw)
+    calls = {t: scripted_calls(kw, t) for t in tasks}
+    expected = {t: in_process_episode(kw, t, calls[t]) for t in tasks}
+    firsts = {row["prompt"][-1]["content"]: row["task_id"] for row in dataset}
+    tokenizer = tool_calling_tokenizer(tiny_tokenizer())
+    generated: list[str] = []
+
+    def script(prompt: str) -> str:
+        """The next turn of the episode this prompt belongs to: its next oracle call, then a closing message."""
+        (first, task_id), *_ = [(f, t) for f, t in firsts.items() if f in prompt]
+        done = prompt[prompt.index(first) :].count("<tool_response>")  # one tool result per call made so far
+        if done == len(calls[task_id]):
+            return "Done."
+        name, arguments = calls[task_id][done]
+        return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
+
+    class ScriptedQwen2(Qwen2ForCausalLM):
+        """A random tiny Qwen2 for TRL's forward and backward passes whose generate() writes scripted turns."""
+
+        def generate(self, input_ids: Any = None, attention_mask: Any = None, **kwargs: Any) -> Any:
+            replies = []
+            for ids, mask in zip(input_ids, attention_mask):
+                generated.append(text := script(tokenizer.decode(ids[mask.bool()])))
+                replies.append([*tokenizer(text, add_special_tokens=False).input_ids, tokenizer.eos_token_id])
+            out = torch.full((len(replies), max(map(len, replies))), tokenizer.pad_token_id, dtype=input_ids.dtype)
+            for i, reply in enumerate(replies):
+                out[i, : len(reply)] = torch.tensor(reply)
+            return torch.cat([input_ids, out], dim=1)
+
+    base = tiny_model(seed=0)
+    # TRL stops calling tools once prompt + completion reach max_position_embeddings (8192 for the tiny model), which
+    # the tools' schemas (~5,400 byte tokens) and a whole episode pass.
+    model = ScriptedQwen2(Qwen2Config(**{**base.config.to_dict(), "max_position_embeddings": 16384}))
+    model.load_state_dict(base.state_dict())
+    model.generation_config = base.generation_config
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # transformers 5 renames gradient_checkpointing
         args = GRPOConfig(
             output_dir=str(tmp_path),
             use_cpu=True,
-            per_device_train_batch_size=2,
+            per_device_train_batch_size=4,
             num_generations=2,
-            max_completion_length=8,
+            max_completion_length=4096,  # a whole episode (~1,300 byte tokens): the calls and the tool results
+            max_tool_calling_iterations=16,
             max_steps=1,
             report_to="none",
             save_strategy="no",
@@ -198,21 +284,30 @@ def test_real_trl_grpo_step_on_cpu(tmp_path: Path) -> None:
             gradient_checkpointing=False,
             beta=0.0,
             seed=0,
-            max_tool_calling_iterations=2,
             disable_tqdm=True,
+            logging_steps=1,
         )
         trainer = GRPOTrainer(
-            model=tiny_model(seed=0),
-            processing_class=tool_calling_tokenizer(tiny_tokenizer()),
+            model=model,
+            processing_class=tokenizer,
             args=args,
             train_dataset=dataset,
-            environment_factory=environment_factory(**KW),
+            environment_factory=environment_factory(**kw),
         )
         trainer.train()
-    logs = [h for h in trainer.state.log_history if "rewards/AgeMemTRLEnv/mean" in h]
-    assert logs and trainer.state.global_step == 1
-    # A random model never answers: every rollout is scored as an unfinished episode (or worse, with format errors).
-    assert logs[0]["rewards/AgeMemTRLEnv/mean"] <= -1.0 - 1 / 3 + 1e-6
-    pools = trainer._environment_pool[None]
-    assert all(isinstance(e, AgeMemTRLEnv) for e in pools) and len(pools) == 2
-    json.dumps(logs)  # the logged metrics are plain numbers
+    assert trainer.state.global_step == 1
+    (log,) = [h for h in trainer.state.log_history if "rewards/AgeMemTRLEnv/mean" in h]
+    envs = trainer._environment_pool[None]
+    assert len(envs) == 4 and all(isinstance(e, AgeMemTRLEnv) for e in envs)
+    played = sorted(e._env.unwrapped.task.task_id for e in envs)
+    assert played == sorted(tasks * 2)  # each task played by its 2 generations
+    for env in envs:
+        rewards, episode = expected[env._env.unwrapped.task.task_id]
+        assert env.episode == episode  # R(τ), its terms, memory quality and tool counts: the in-process env's
+        assert env._reward_sum == pytest.approx(sum(rewards)) and env.get_reward() == episode["R"]
+        assert episode["task_score"] == 1.0 and episode["tool_counts"]["Update_memory"] == 1
+    assert log["rewards/AgeMemTRLEnv/mean"] == pytest.approx(sum(expected[t][1]["R"] for t in tasks) / 2)
+    n_calls = sum(len(calls[t]) for t in tasks) * 2
+    assert generated.count("Done.") == 4 and len(generated) == n_calls + 4  # every call, then one closing message
+    assert log["tools/failure_frequency"] == 0.0 and log["tools/call_frequency"] == n_calls / 4  # per rollout
+    json.dumps(log)  # the logged metrics are plain numbers

@@ -1,4 +1,7 @@
-"""Tests of the verifiers adapter with verifiers' own rollout loop and rubric, driven by a scripted offline client."""
+"""Tests of the verifiers 0.3 adapter with verifiers' own rollout loop and rubric, driven by a scripted offline client.
+
+They run where verifiers 0.3 is installed (``pip install 'agemem-gym[verifiers03]'``); verifiers 0.4 is tested in
+``test_adapters_verifiers_v1.py``."""
 
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ from typing import Any
 
 import pytest
 
-vf = pytest.importorskip("verifiers", reason="verifiers is not installed: pip install 'agemem-gym[verifiers]'")
+vf = pytest.importorskip("verifiers", reason="verifiers is not installed: pip install 'agemem-gym[verifiers03]'")
 if not hasattr(vf, "MultiTurnEnv"):
     pytest.skip(
         f"verifiers {getattr(vf, '__version__', '?')} has no classic MultiTurnEnv API (0.4 removed it); "
-        "pip install 'verifiers<0.4'",
+        "the 0.3 adapter's tests need pip install 'agemem-gym[verifiers03]'",
         allow_module_level=True,
     )
 

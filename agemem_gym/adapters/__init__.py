@@ -7,7 +7,8 @@ Importing this package imports nothing heavy; import the adapter you need:
 | :mod:`agemem_gym.adapters.records` | none | versioned per-turn step records (JSONL), a collector for any policy |
 | :mod:`agemem_gym.adapters.trl` | TRL 1.16 (``[trl]``) | ``environment_factory`` and dataset for ``GRPOTrainer`` |
 | :mod:`agemem_gym.adapters.skyrl` | skyrl-gym 0.4 (``[skyrl]``) | a ``BaseTextEnv`` |
-| :mod:`agemem_gym.adapters.verifiers` | verifiers 0.3.1 (``[verifiers]``, ``<0.4``) | a ``MultiTurnEnv`` and ``load_environment`` |
+| :mod:`agemem_gym.adapters.verifiers_v1` | verifiers 0.4.0 (``[verifiers]``) | the ``agemem-verifiers`` taskset, env and harness |
+| :mod:`agemem_gym.adapters.verifiers` | verifiers 0.3.1 (``[verifiers03]``, ``<0.4``) | a ``MultiTurnEnv`` and ``load_environment`` |
 | :mod:`agemem_gym.adapters.verl` | verl agent loop (not installed here) | an ``AgentLoopBase``-shaped loop |
 | :mod:`agemem_gym.adapters.reinforce_example` | torch | a 30-line REINFORCE loop on ``gym.make_vec`` |
 | :mod:`agemem_gym.adapters.compare_trl` | TRL + the trainer | our GRPO trainer vs TRL on the same work |

@@ -3,7 +3,8 @@
 Written against verifiers 0.3.1, whose classic environment API (``vf.MultiTurnEnv``, ``vf.Rubric``, ``vf.stop``,
 ``vf.cleanup``, ``vf.load_environment``; the module ``verifiers/legacy/envs/multiturn_env.py``, docs:
 https://docs.primeintellect.ai/verifiers/environments) is what this adapter implements. verifiers 0.4.0 removed
-that API in favour of its ``verifiers.v1`` taskset/harness stack, so this adapter needs ``verifiers<0.4``.
+that API in favour of its ``verifiers.v1`` taskset/harness stack, so this adapter needs ``verifiers<0.4``
+(``pip install 'agemem-gym[verifiers03]'``); for verifiers 0.4 use :mod:`agemem_gym.adapters.verifiers_v1`.
 
 The contract, as verifiers 0.3.1 defines it:
 
@@ -51,7 +52,7 @@ try:
 except (ImportError, AttributeError) as err:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "agemem_gym.adapters.verifiers needs verifiers' classic MultiTurnEnv API (verifiers 0.3.x; 0.4 removed it): "
-        f"pip install 'agemem-gym[verifiers]' 'verifiers<0.4' ({err})"
+        f"pip install 'agemem-gym[verifiers03]' ({err}); for verifiers 0.4 use agemem_gym.adapters.verifiers_v1"
     ) from err
 
 __all__ = ["AgeMemVerifiersEnv", "build_dataset", "load_environment"]
