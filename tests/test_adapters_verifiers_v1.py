@@ -79,6 +79,7 @@ def test_real_verifiers_public_names_are_pinned() -> None:
     """The plugin module exports exactly one taskset, env and harness (verifiers' loader refuses more), and the
     adapter's ``__all__`` is pinned."""
     import agemem_verifiers
+
     from agemem_gym.adapters import verifiers_v1
 
     assert agemem_verifiers.__all__ == ["AgeMemEnv", "AgeMemHarness", "AgeMemTaskset"]
