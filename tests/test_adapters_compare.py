@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agemem_gym.adapters.compare_trl import Args, RunResult, _table, check_args, main, task_draws
+from benchmarks.compare_trl import Args, RunResult, _table, check_args, main, task_draws
 
 
 def test_task_draws_follow_the_trainers_rule() -> None:

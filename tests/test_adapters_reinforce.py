@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from agemem_gym.adapters.reinforce_example import main, render, state_index
+from examples.reinforce import main, render, state_index
 
 
 def test_reinforce_learns_and_is_deterministic() -> None:
@@ -29,9 +29,9 @@ def test_macros_render_protocol_text() -> None:
 
 
 def test_runs_as_a_module() -> None:
-    """python -m agemem_gym.adapters.reinforce_example is importable as a module with a __main__ block."""
+    """python -m examples.reinforce is importable as a module with a __main__ block."""
     out = subprocess.run(
-        [sys.executable, "-c", "import runpy; runpy.run_module('agemem_gym.adapters.reinforce_example')"],
+        [sys.executable, "-c", "import runpy; runpy.run_module('examples.reinforce')"],
         capture_output=True,
         text=True,
         timeout=60,

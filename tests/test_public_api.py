@@ -210,6 +210,7 @@ PUBLIC: dict[str, set[str]] = {
         "Step",
         "Trajectory",
         "cli",
+        "draw_tasks",
         "evaluate",
         "evaluate_checkpoint",
         "group_advantages",
@@ -224,6 +225,15 @@ PUBLIC: dict[str, set[str]] = {
         "token_logprobs",
         "token_weights",
     },
+    "agemem_gym.trainers.learning_demo": {
+        "REPORTED",
+        "Behaviours",
+        "DemoArgs",
+        "easy_short_episodes",
+        "main",
+        "recall_setting",
+    },
+    "agemem_gym.trainers.plots": {"MEMORY_PANELS", "PANELS", "plot_metrics", "read_metrics"},
     "agemem_gym.trainers.policy": {
         "Sampling",
         "Turn",

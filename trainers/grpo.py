@@ -78,6 +78,7 @@ __all__ = [
     "Step",
     "Trajectory",
     "cli",
+    "draw_tasks",
     "evaluate",
     "evaluate_checkpoint",
     "group_advantages",
@@ -514,6 +515,17 @@ def _check_truncate(envs: Sequence[gym.Env]) -> None:
             )
 
 
+def draw_tasks(task_ids: Sequence[str], seed: int, update: int, groups: int) -> tuple[list[str], list[int]]:
+    """The ``groups`` task ids of one update (uniform, with replacement) and their reset seeds.
+
+    They depend only on ``(seed, update)``: a resumed run draws the same ones, every DDP rank draws the same list,
+    and another trainer given the same seed plays the same tasks (``benchmarks/compare_trl.py``).
+    """
+    rng = random.Random(f"{seed}-{update}")
+    drawn = [task_ids[rng.randrange(len(task_ids))] for _ in range(groups)]
+    return drawn, [rng.randrange(2**31) for _ in range(groups)]
+
+
 def episode_metrics(trajs: Sequence[Trajectory], prefix: str = "") -> dict[str, float]:
     """Mean episode statistics under namespaced keys (reward/, memory/ with memory/tool/<name> calls, rollout/).
 
@@ -892,9 +904,7 @@ def main(args: Args) -> dict[str, float]:
         t0 = time.perf_counter()
         # Tasks and reset seeds depend only on (seed, update), so a resumed run draws the same ones; every rank
         # draws the same list and plays its own slice of groups.
-        task_rng = random.Random(f"{args.seed}-{update}")
-        task_ids = [all_task_ids[task_rng.randrange(len(all_task_ids))] for _ in range(args.groups_per_update)]
-        reset_seeds = [task_rng.randrange(2**31) for _ in range(args.groups_per_update)]
+        task_ids, reset_seeds = draw_tasks(all_task_ids, args.seed, update, args.groups_per_update)
         mine = slice(rank * groups_per_rank, (rank + 1) * groups_per_rank)
         trajs = rollout(
             model,

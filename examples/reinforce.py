@@ -4,7 +4,7 @@ A deliberately tiny policy, so the loop is the point: a table of logits over fou
 the user's paragraph, retrieve for the question, filter the paragraph out of the context), indexed by (stage,
 whether the last message is the user's). Each macro is rendered into the protocol's text, so the env sees exactly
 what an LLM would write. The update is REINFORCE with returns-to-go of the shaped step rewards (which sum to R(τ))
-and a mean baseline. Run it with ``python -m agemem_gym.adapters.reinforce_example``.
+and a mean baseline. Run it with ``python -m examples.reinforce``.
 """
 
 from __future__ import annotations
