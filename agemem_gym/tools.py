@@ -462,7 +462,7 @@ def result_material(message: str) -> str:
     """What a tool message brought into the context, without its chrome: the memories a retrieval returned (the
     ``- m_0001:`` prefixes and every ``[Tool] ...`` status line of :func:`render_results` removed).
 
-    >>> result_material("[Add_memory] added m_0001\n[Retrieve_memory] 1 memory:\n- m_0001: It opened in 1841.")
+    >>> result_material("[Add_memory] added m_0001\\n[Retrieve_memory] 1 memory:\\n- m_0001: It opened in 1841.")
     'It opened in 1841.'
     """
     return _HIT_PREFIX.sub("", _RESULT_HEADER.sub("", message)).strip()
