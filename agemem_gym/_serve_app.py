@@ -31,6 +31,7 @@ from pydantic import Field
 from starlette.websockets import WebSocketDisconnect
 
 import agemem_gym  # noqa: F401  (registers the ids)
+from agemem_gym._validate import check
 from agemem_gym._version import __version__
 from agemem_gym.errors import AgeMemError, ConfigError
 from agemem_gym.serve import ServeArgs
@@ -155,8 +156,7 @@ class AgeMemServerEnv(Environment):
                 f"reset got unknown keyword(s) {sorted(kwargs)}; it takes seed, task_id, episode_id and options "
                 "(the env's reset options, e.g. {'material_seed': 1})"
             )
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-            raise ConfigError(f"'seed' must be a non-negative int or null, got {seed!r}")
+        check("seed", seed, "int", ge=0, optional=True, rule="a non-negative int or null")
         if options is not None and not isinstance(options, Mapping):
             raise ConfigError(f"'options' must be a JSON object or null, got {options!r:.80}")
         opts = dict(options or {})

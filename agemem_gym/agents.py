@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from agemem_gym._validate import is_int
 from agemem_gym.errors import ConfigError
 from agemem_gym.text import content_words, split_sentences
 
@@ -77,7 +78,7 @@ class TokenUsage:
     def add(self, prompt_tokens: object, completion_tokens: object) -> None:
         """Count one response; a missing or malformed count (server text is untrusted) makes it unreported."""
         self.responses += 1
-        ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (prompt_tokens, completion_tokens))
+        ok = all(is_int(n) and n >= 0 for n in (prompt_tokens, completion_tokens))  # type: ignore[operator]
         if not ok:
             self.unreported += 1
             return

@@ -26,7 +26,7 @@ from typing import Literal
 
 from rapidfuzz import fuzz, utils
 
-from agemem_gym.errors import ConfigError
+from agemem_gym._validate import check_field
 
 __all__ = ["DedupConfig", "DedupPolicy", "find_duplicate", "normalise_text", "token_set_ratio"]
 
@@ -52,18 +52,10 @@ class DedupConfig:
     candidates: int = 5
 
     def __post_init__(self) -> None:
-        if self.policy not in _POLICIES:
-            raise ConfigError(
-                f"'policy' must be one of {_POLICIES}, got {self.policy!r}; e.g. DedupConfig(policy='merge')"
-            )
-        for name, value, lo, hi in (
-            ("cosine_threshold", self.cosine_threshold, -1.0, 1.0),
-            ("fuzzy_threshold", self.fuzzy_threshold, 0.0, 100.0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-                raise ConfigError(f"'{name}' must be a number in [{lo:g}, {hi:g}], got {value!r}")
-        if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or self.candidates < 1:
-            raise ConfigError(f"'candidates' must be a positive int, got {self.candidates!r}; e.g. candidates=5")
+        check_field(self, "policy", choices=_POLICIES, fix="e.g. DedupConfig(policy='merge')")
+        check_field(self, "cosine_threshold", "number", ge=-1.0, le=1.0)
+        check_field(self, "fuzzy_threshold", "number", ge=0.0, le=100.0)
+        check_field(self, "candidates", "int", gt=0)
 
     @property
     def enabled(self) -> bool:

@@ -34,6 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from agemem_gym._validate import check, is_int
 from agemem_gym.errors import ConfigError
 
 __all__ = [
@@ -200,19 +201,13 @@ class HashingEmbedder:
     """
 
     def __init__(self, dim: int = 256, *, ngram_range: tuple[int, int] = (1, 2), cache_size: int = 4096) -> None:
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ConfigError(f"'dim' must be a positive int, got {dim!r}; e.g. HashingEmbedder(dim=256)")
+        check("dim", dim, "int", gt=0, fix="e.g. HashingEmbedder(dim=256)")
         lo_hi = tuple(ngram_range)
-        if (
-            len(lo_hi) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in lo_hi)
-            or not 1 <= lo_hi[0] <= lo_hi[1]
-        ):
+        if len(lo_hi) != 2 or not all(is_int(v) for v in lo_hi) or not 1 <= lo_hi[0] <= lo_hi[1]:
             raise ConfigError(
                 f"'ngram_range' must be two ints (lo, hi) with 1 <= lo <= hi, got {ngram_range!r}; e.g. (1, 2)"
             )
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise ConfigError(f"'cache_size' must be an int >= 0, got {cache_size!r}; 0 disables the cache")
+        check("cache_size", cache_size, "int", ge=0, fix="0 disables the cache")
         self.dim = dim
         self.ngram_range: tuple[int, int] = (lo_hi[0], lo_hi[1])
         self.name = f"hash-{dim}"
@@ -401,11 +396,9 @@ class MiniLMEmbedder:
                     f"'model_dir' must be a transformers model directory with a config.json, got {model_dir!r}; "
                     "pass None to use the packaged all-MiniLM-L6-v2"
                 )
-        for arg, value in (("batch_size", batch_size), ("max_length", max_length)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"'{arg}' must be a positive int, got {value!r}")
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
-            raise ConfigError(f"'cache_size' must be an int >= 0, got {cache_size!r}; 0 disables the cache")
+        check("batch_size", batch_size, "int", gt=0)
+        check("max_length", max_length, "int", gt=0)
+        check("cache_size", cache_size, "int", ge=0, fix="0 disables the cache")
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         self.model_dir = path
         self.dim: int = int(config["hidden_size"])
@@ -488,8 +481,7 @@ class CallableEmbedder:
     def __init__(self, fn: Callable[[list[str]], Any], *, dim: int | None = None, name: str | None = None) -> None:
         if not callable(fn):
             raise ConfigError(f"CallableEmbedder needs a callable list[str] -> array, got {type(fn).__name__}")
-        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
-            raise ConfigError(f"'dim' must be a positive int or None, got {dim!r}")
+        check("dim", dim, "int", gt=0, optional=True)
         self.fn = fn
         self._dim = dim
         self.name = name if name is not None else f"callable:{getattr(fn, '__name__', type(fn).__name__)}"

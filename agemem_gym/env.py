@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 import gymnasium as gym
 import numpy as np
 
+from agemem_gym._validate import check, check_field
 from agemem_gym.context import Context, MessageKind, hybrid_similarity, make_token_counter
 from agemem_gym.embedders import Embedder, make_embedder
 from agemem_gym.errors import ConfigError
@@ -82,11 +83,9 @@ class EpisodeConfig:
             ("max_steps", 1),
             ("context_budget", 1),
         ):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise ConfigError(f"{name!r} must be an int >= {low}, got {v!r}")
-        if self.answer_metric not in get_args(AnswerMetric):
-            raise ConfigError(f"'answer_metric' must be one of {get_args(AnswerMetric)}, got {self.answer_metric!r}")
+            check_field(self, name, "int", ge=low)
+        check_field(self, "stage2_fill", "bool")
+        check_field(self, "answer_metric", choices=get_args(AnswerMetric))
 
     def override(self, changes: Mapping[str, Any]) -> EpisodeConfig:
         """A copy with ``changes`` applied (validated; unknown names raise)."""
@@ -319,8 +318,7 @@ class AgeMemEnv(gym.Env[str, str]):
         task_id = opts.pop("task_id", None)
         memories = opts.pop("memories", ())
         material_seed = opts.pop("material_seed", 0)
-        if not isinstance(material_seed, int) or isinstance(material_seed, bool):
-            raise ConfigError(f"options['material_seed'] must be an int, got {material_seed!r}")
+        check("options['material_seed']", material_seed, "int")
         config = self.episode_config.override(opts) if opts else self.episode_config
         task = self.suite.get(task_id) if task_id is not None else self.suite.sample(self.np_random)
         shared, (stage1, stage2, stage3) = self._material(task, config, material_seed)

@@ -6,8 +6,8 @@ served models (:func:`evaluate_async`).
 >>> from agemem_gym.agents import NoMemoryPolicy
 >>> env = gym.make("AgeMem-Synthetic-v0")
 >>> result = evaluate(env, NoMemoryPolicy(), episodes=2, seed=0, progress=False)
->>> sorted(result.summary)[:3]
-['R', 'R_context', 'R_memory']
+>>> list(result.summary)[:4], result.summary["episodes"], result.summary["tool/Add_memory"]
+(['R', 'task_score', 'EM', 'F1'], 2.0, 0.0)
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, NamedTuple, get_args
 
-from agemem_gym.errors import ConfigError
+from agemem_gym._validate import check_field
 from agemem_gym.text import content_words, words
 
 __all__ = [
@@ -79,13 +79,9 @@ class GroundingConfig:
 
     def __post_init__(self) -> None:
         for name in ("min_recall", "min_precision", "min_purity"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 < v <= 1.0:
-                raise ConfigError(f"{name!r} must be a number in (0, 1], got {v!r}")
-        if not isinstance(self.min_overlap, int) or isinstance(self.min_overlap, bool) or self.min_overlap < 1:
-            raise ConfigError(f"'min_overlap' must be a positive int, got {self.min_overlap!r}")
-        if self.preservation not in get_args(Preservation):
-            raise ConfigError(f"'preservation' must be one of {get_args(Preservation)}, got {self.preservation!r}")
+            check_field(self, name, "number", gt=0, le=1)
+        check_field(self, "min_overlap", "int", gt=0)
+        check_field(self, "preservation", choices=get_args(Preservation))
 
 
 _DEFAULT = GroundingConfig()

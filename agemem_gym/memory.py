@@ -64,6 +64,7 @@ from agemem_gym._store_files import (
     write_error,
     writer_lock,
 )
+from agemem_gym._validate import check, check_field, is_int
 from agemem_gym.dedup import DedupConfig, find_duplicate, normalise_text
 from agemem_gym.embedders import Embedder, make_embedder
 from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError, StoreWriteError
@@ -257,7 +258,7 @@ class AddResult:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    return is_int(value, numpy=True)
 
 
 def _is_step(value: Any) -> bool:
@@ -302,22 +303,11 @@ class StoreConfig:
             ("initial_capacity", 1),
             ("num_threads", 1),
         ):
-            value = getattr(self, name)
-            if not _is_int(value) or value < lo:
-                raise ConfigError(
-                    f"'{name}' must be an int >= {lo}, got {value!r}; e.g. StoreConfig({name}={getattr(StoreConfig, name)})"
-                )
-        if not _is_int(self.random_seed) or self.random_seed < 0:
-            raise ConfigError(f"'random_seed' must be an int >= 0, got {self.random_seed!r}")
-        if isinstance(self.growth, bool) or not isinstance(self.growth, (int, float)) or not self.growth > 1.0:
-            raise ConfigError(f"'growth' must be a number > 1, got {self.growth!r}; e.g. StoreConfig(growth=2.0)")
-        ratio = self.max_tombstone_ratio
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio <= 1.0:
-            raise ConfigError(f"'max_tombstone_ratio' must be a number in (0, 1], got {ratio!r}; e.g. 0.25")
-        if not isinstance(self.dedup, DedupConfig):
-            raise ConfigError(
-                f"'dedup' must be a DedupConfig, got {type(self.dedup).__name__}; e.g. DedupConfig('merge')"
-            )
+            check_field(self, name, "int", ge=lo, numpy=True)
+        check_field(self, "random_seed", "int", ge=0, numpy=True)
+        check_field(self, "growth", "number", gt=1)
+        check_field(self, "max_tombstone_ratio", "number", gt=0, le=1)
+        check_field(self, "dedup", DedupConfig, fix="e.g. DedupConfig('merge')")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
@@ -710,8 +700,15 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._embedder = make_embedder(embedder)
         dim = self._embedder.dim
-        if not _is_int(dim) or dim < 1:
-            raise ConfigError(f"the embedder's 'dim' must be a positive int, got {dim!r} from {self._embedder!r}")
+        check(
+            "dim",
+            dim,
+            "int",
+            gt=0,
+            numpy=True,
+            label="the embedder's",
+            fix=lambda: f"it came from {self._embedder!r}, whose 'dim' must be the width of its vectors",
+        )
         self._dim = int(dim)
         self._config = config
         self._s = self._empty_state(counter=0)
@@ -1532,8 +1529,7 @@ class MemoryStore:
 
 
 def _check_top_k(top_k: Any) -> int:
-    if not _is_int(top_k) or top_k < 1:
-        raise ConfigError(f"'top_k' must be a positive int, got {top_k!r}")
+    check("top_k", top_k, "int", gt=0, numpy=True)
     return int(top_k)
 
 
@@ -1543,8 +1539,7 @@ def _check_memory_type(memory_type: Any) -> None:
 
 
 def _check_step(step: Any) -> None:
-    if not _is_step(step):
-        raise ConfigError(f"'step' must be an int >= 0, got {step!r}")
+    check("step", step, "int", ge=0, numpy=True)
 
 
 def _check_filter(flt: Any) -> Mapping[str, Any] | None:

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from agemem_gym._validate import check_field
 from agemem_gym.agents import TokenUsage
 from agemem_gym.errors import ConfigError, EndpointError
 
@@ -121,21 +122,18 @@ class OpenAISettings:
                 "an openai policy needs the served model's name: add ?model=<name> (vLLM: the name given to "
                 "`vllm serve`; GET <base_url>/models lists them)"
             )
-        _check(self, "temperature", float, 0.0 <= self.temperature <= 2.0, "a number in [0, 2]")
-        _check(self, "top_p", float, 0.0 < self.top_p <= 1.0, "a number in (0, 1]")
-        _check(self, "max_tokens", int, self.max_tokens >= 1, "a positive int")
-        _check(self, "concurrency", int, 1 <= self.concurrency <= 256, "an int in 1..256")
-        _check(self, "retries", int, 0 <= self.retries <= 20, "an int in 0..20")
-        _check(
-            self,
-            "backoff",
-            float,
-            0.0 <= self.backoff <= _MAX_BACKOFF_S,
-            f"a number of seconds in [0, {_MAX_BACKOFF_S:g}]",
+        option = "openai policy option"
+        check_field(self, "temperature", "number", ge=0, le=2, label=option)
+        check_field(self, "top_p", "number", gt=0, le=1, label=option)
+        check_field(self, "max_tokens", "int", gt=0, label=option)
+        check_field(self, "concurrency", "int", ge=1, le=256, label=option)
+        check_field(self, "retries", "int", ge=0, le=20, label=option)
+        check_field(self, "backoff", "number", ge=0, le=_MAX_BACKOFF_S, unit="seconds", label=option)
+        check_field(self, "timeout", "number", gt=0, unit="seconds", label=option)
+        check_field(
+            self, "seed", "int", ge=0, optional=True, rule="a non-negative int (or 'auto' in a spec)", label=option
         )
-        _check(self, "timeout", float, self.timeout > 0, "a positive number of seconds")
-        if self.seed is not None:
-            _check(self, "seed", int, self.seed >= 0, "a non-negative int (or 'auto' in a spec)")
+        check_field(self, "stop", "bool", label=option)
         if not isinstance(self.api_key_env, str) or not _ENV_VAR_NAME.fullmatch(self.api_key_env):
             raise ConfigError(f"'api_key_env' must be an environment variable's name, got {self.api_key_env!r}")
 
@@ -144,13 +142,6 @@ class OpenAISettings:
         if self.seed is None:
             return None
         return ((self.seed * 1_000_003 + episode) * 10_007 + turn) % 2**31
-
-
-def _check(settings: OpenAISettings, name: str, kind: type, ok: bool, rule: str) -> None:
-    value = getattr(settings, name)
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or (kind is int and not isinstance(value, int)) or not ok:
-        raise ConfigError(f"openai policy option {name!r} must be {rule}, got {value!r}")
 
 
 _INT_OPTIONS = ("max_tokens", "concurrency", "retries")

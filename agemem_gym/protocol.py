@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
+from agemem_gym._validate import check_field
 from agemem_gym.text import has_lone_surrogates, replace_lone_surrogates
 
 __all__ = [
@@ -109,12 +110,9 @@ class ProtocolConfig:
     max_json_depth: int = 32
 
     def __post_init__(self) -> None:
-        from agemem_gym.errors import ConfigError
-
         for name in ("max_action_chars", "max_calls_per_turn", "max_json_depth"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name!r} must be a positive int, got {value!r}")
+            check_field(self, name, "int", gt=0)
+        check_field(self, "require_think", "bool")
 
 
 @dataclass(frozen=True)

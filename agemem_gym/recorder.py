@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, SupportsFloat
 
 import gymnasium as gym
 
@@ -354,14 +354,16 @@ def _make_env(episode: RecordedEpisode, env: gym.Env[str, str] | None, trust_rem
 
 def _replayed(
     episode: RecordedEpisode, env: gym.Env[str, str] | None, trust_remote_module: bool = False
-) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """Yield (observation, info) before each recorded step, with the step record, feeding its action."""
+) -> Iterator[tuple[str, dict[str, Any], SupportsFloat | None]]:
+    """The env's states along the recording, lazily: ``(observation, info, None)`` after the recorded reset, then
+    ``(observation, info, reward)`` after each recorded action (the next action is fed only when asked for)."""
     env = _make_env(episode, env, trust_remote_module)
     options = episode.header.get("options")
     obs, info = env.reset(seed=episode.header.get("seed"), options=options if isinstance(options, dict) else None)
+    yield obs, info, None
     for rec in episode.steps:
-        yield obs, info, rec
-        obs, _, _, _, info = env.step(rec["action"])
+        obs, reward, _, _, info = env.step(rec["action"])
+        yield obs, info, reward
 
 
 def replay(
@@ -378,13 +380,11 @@ def replay(
     Raises:
         DataError: Without ``env``, the recorded id is unusable or would import a module (see above).
     """
-    env = _make_env(episode, env, trust_remote_module)
-    options = episode.header.get("options")
-    obs, info = env.reset(seed=episode.header.get("seed"), options=options if isinstance(options, dict) else None)
+    states = _replayed(episode, env, trust_remote_module)
+    obs, _, _ = next(states)
     if observation_hash(obs) != episode.header.get("obs_hash"):
         return ReplayReport(False, 0, 0, "the first observation differs (another task, data or configuration?)")
-    for rec in episode.steps:
-        obs, reward, _, _, info = env.step(rec["action"])
+    for rec, (obs, _, reward) in zip(episode.steps, states):  # each record first: its state is after its action
         if reward != rec["reward"] or observation_hash(obs) != rec["obs_hash"]:
             return ReplayReport(
                 False, rec["t"], rec["t"], f"step {rec['t']}: reward {reward!r} vs recorded {rec['reward']!r}"
@@ -414,7 +414,8 @@ def export_sft(
     tmp = Path(f"{out_path}.tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for ep in episodes:
-            for _, info, rec in _replayed(ep, env, trust_remote_module):
+            # Each state first, then its record: the info is what the agent saw before that action.
+            for (_, info, _), rec in zip(_replayed(ep, env, trust_remote_module), ep.steps):
                 if rec["action_error"] is not None and not include_invalid:
                     continue
                 pair = {"messages": info["messages"], "tools": info["tools"], "response": rec["action"]}

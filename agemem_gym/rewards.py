@@ -64,10 +64,11 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from rapidfuzz import fuzz
 
+from agemem_gym._validate import check_field
 from agemem_gym.context import summary_body
 from agemem_gym.errors import ConfigError
 from agemem_gym.grounding import Collection, FactSet, GroundingConfig, key_terms, quality, terms_present
@@ -104,11 +105,6 @@ Judge = Callable[[str, str, str], float]  # (question, prediction, gold) -> scor
 # ---- weights and penalties ----
 
 
-def _check_number(owner: str, name: str, value: Any, rule: str, ok: Callable[[float], bool]) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value or not ok(value):
-        raise ConfigError(f"{owner} {name!r} must be a finite number {rule}, got {value!r}")
-
-
 @dataclass(frozen=True)
 class RewardWeights:
     """The weight vector w of Eq. 16 (plus an optional efficiency weight)."""
@@ -120,7 +116,7 @@ class RewardWeights:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _check_number("reward weight", f.name, getattr(self, f.name), ">= 0", lambda v: 0 <= v < float("inf"))
+            check_field(self, f.name, "number", ge=0, finite=True, label="reward weight")
 
 
 REWARD_PRESETS: Mapping[str, RewardWeights] = {
@@ -187,7 +183,7 @@ class PenaltyConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _check_number("penalty", f.name, getattr(self, f.name), "<= 0", lambda v: float("-inf") < v <= 0)
+            check_field(self, f.name, "number", le=0, finite=True, label="penalty")
 
 
 # ---- R_task (Eq. 17): HotpotQA's official answer normalisation and metrics ----
@@ -408,6 +404,14 @@ class RewardRules:
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
     answer_metric: AnswerMetric = "f1"
     judge: Judge | None = None
+
+    def __post_init__(self) -> None:
+        check_field(self, "weights", RewardWeights, fix="e.g. resolve_weights('paper')")
+        check_field(self, "penalties", PenaltyConfig, fix="e.g. PenaltyConfig()")
+        check_field(self, "grounding", GroundingConfig, fix="e.g. GroundingConfig()")
+        check_field(self, "answer_metric", choices=get_args(AnswerMetric))
+        if self.judge is not None and not callable(self.judge):
+            raise ConfigError(f"'judge' must be a callable (question, prediction, gold) -> float, got {self.judge!r}")
 
     def new_ledger(self, facts: Sequence[str], fact_titles: Sequence[str], question: str) -> EpisodeLedger:
         """A fresh ledger for one task (Φ = 0)."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import tyro
 
+from agemem_gym._validate import check_field
 from agemem_gym.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,6 +37,11 @@ __all__ = ["TOKEN_ENV_VAR", "ServeArgs", "create_app", "main", "serve"]
 
 TOKEN_ENV_VAR = "AGEMEM_SERVE_TOKEN"
 """Environment variable read for the bearer token when ``--token`` is not given."""
+
+
+def _flag(name: str) -> str:
+    """The fix for a bad ServeArgs field: its command-line flag with the default value."""
+    return f"e.g. --{name.replace('_', '-')} {getattr(ServeArgs, name)}"
 
 
 @dataclass
@@ -71,14 +77,10 @@ class ServeArgs:
             ConfigError: A limit is out of range, ``env_kwargs`` is not a JSON object, or a non-loopback host has
                 no token.
         """
-        if not isinstance(self.max_sessions, int) or self.max_sessions < 1:
-            raise ConfigError(f"'max_sessions' must be a positive int, got {self.max_sessions!r}")
-        if not self.idle_timeout_s > 0:
-            raise ConfigError(f"'idle_timeout_s' must be a positive number of seconds, got {self.idle_timeout_s!r}")
-        if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1024:
-            raise ConfigError(f"'max_body_bytes' must be an int >= 1024, got {self.max_body_bytes!r}")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"'port' must be in 0..65535, got {self.port!r}")
+        check_field(self, "max_sessions", "int", gt=0, fix=_flag("max_sessions"))
+        check_field(self, "idle_timeout_s", "number", gt=0, unit="seconds", fix=_flag("idle_timeout_s"))
+        check_field(self, "max_body_bytes", "int", ge=1024, fix=_flag("max_body_bytes"))
+        check_field(self, "port", "int", ge=0, le=65535, fix="0 picks a free port")
         self.kwargs()
         if not _is_loopback(self.host) and not self.resolved_token() and not self.allow_unauthenticated:
             raise ConfigError(

@@ -23,6 +23,7 @@ import numpy as np
 from gymnasium.spaces import Text
 from gymnasium.vector.utils import create_shared_memory
 
+from agemem_gym._validate import check
 from agemem_gym.errors import ConfigError
 
 __all__ = ["UnicodeText"]
@@ -36,10 +37,8 @@ class UnicodeText(Text):
     """Any Python ``str`` of length ``min_length`` to ``max_length`` (characters, not tokens)."""
 
     def __init__(self, max_length: int, *, min_length: int = 0, seed: int | np.random.Generator | None = None):
-        if not isinstance(max_length, int) or max_length < 1:
-            raise ConfigError(f"'max_length' must be a positive int, got {max_length!r}")
-        if not isinstance(min_length, int) or not 0 <= min_length <= max_length:
-            raise ConfigError(f"'min_length' must be an int in [0, max_length={max_length}], got {min_length!r}")
+        check("max_length", max_length, "int", gt=0)
+        check("min_length", min_length, "int", ge=0, le=max_length, rule=f"an int in [0, max_length={max_length}]")
         super().__init__(max_length=max_length, min_length=min_length, seed=seed)
 
     def contains(self, x: Any) -> bool:

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from agemem_gym._validate import check
 from agemem_gym.errors import ConfigError
 from agemem_gym.text import content_words, split_sentences
 
@@ -46,10 +47,8 @@ class ExtractiveSummarizer:
         max_sentences: int = 6,
         roles: tuple[str, ...] = ("user", "tool", "assistant"),
     ) -> None:
-        if not 0.0 < ratio <= 1.0:
-            raise ConfigError(f"'ratio' must be in (0, 1], got {ratio!r}")
-        if not isinstance(max_sentences, int) or max_sentences < 1:
-            raise ConfigError(f"'max_sentences' must be a positive int, got {max_sentences!r}")
+        check("ratio", ratio, "number", gt=0, le=1, rule="in (0, 1]")
+        check("max_sentences", max_sentences, "int", gt=0)
         self.ratio = ratio
         self.max_sentences = max_sentences
         self.roles = roles

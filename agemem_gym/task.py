@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from agemem_gym._validate import is_int
 from agemem_gym.errors import ConfigError, DataError
 from agemem_gym.text import has_lone_surrogates
 
@@ -173,8 +174,7 @@ class Task:
                 not isinstance(item, (list, tuple))
                 or len(item) != 2
                 or not isinstance(item[0], str)
-                or not isinstance(item[1], int)
-                or isinstance(item[1], bool)
+                or not is_int(item[1])
             ):
                 raise DataError(f"record {rid!r}: supporting_facts[{i}] must be [title, int], got {item!r:.80}")
             para = by_title.get(item[0])

@@ -39,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from agemem_gym._validate import check, check_field
 from agemem_gym.context import Context, hybrid_similarity, make_token_counter
 from agemem_gym.embedders import Embedder, make_embedder
 from agemem_gym.env import _config
@@ -121,11 +122,8 @@ class TextEpisodeConfig:
 
     def __post_init__(self) -> None:
         for name, low in (("max_tool_rounds", 0), ("max_turns", 1), ("context_budget", 1)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise ConfigError(f"{name!r} must be an int >= {low}, got {v!r}")
-        if not isinstance(self.show_valid_actions, bool):
-            raise ConfigError(f"'show_valid_actions' must be a bool, got {self.show_valid_actions!r}")
+            check_field(self, name, "int", ge=low)
+        check_field(self, "show_valid_actions", "bool")
 
     def override(self, changes: Mapping[str, Any]) -> TextEpisodeConfig:
         """A copy with ``changes`` applied (validated; unknown names raise)."""
@@ -258,8 +256,7 @@ class TextGameEnv(gym.Env[str, str]):
                 f"'game' must implement the TextGame protocol (reset, step, valid_actions and an 'instructions' "
                 f"string); {type(game).__name__} lacks {missing or ['instructions (a str)']}"
             )
-        if not isinstance(lifelong, bool):
-            raise ConfigError(f"'lifelong' must be a bool, got {lifelong!r}")
+        check("lifelong", lifelong, "bool")
         if prompt_style not in ("paper", "compact"):
             raise ConfigError(f"'prompt_style' must be 'paper' or 'compact', got {prompt_style!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -313,8 +310,7 @@ class TextGameEnv(gym.Env[str, str]):
         game_seed = opts.pop("game_seed", None)
         if game_seed is None:
             game_seed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
-        if not isinstance(game_seed, int) or isinstance(game_seed, bool):
-            raise ConfigError(f"options['game_seed'] must be an int, got {game_seed!r}")
+        check("options['game_seed']", game_seed, "int")
         config = self.episode_config.override(opts) if opts else self.episode_config
         observation, _ = self.game.reset(seed=game_seed)
         if not self.lifelong:
@@ -598,8 +594,7 @@ def evaluate_text_game(
     ``score``, ``progress``, ``steps``, ``game_steps``, ``errors``, ``truncated``, ``tokens_peak`` and the
     calls per tool (``tool/<name>``).
     """
-    if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 0:
-        raise ConfigError(f"'episodes' must be an int >= 0, got {episodes!r}")
+    check("episodes", episodes, "int", ge=0)
     order = list(seeds) if seeds is not None else [seed + i for i in range(episodes)]
     result = TextEvalResult(policy=getattr(policy, "name", type(policy).__name__))
     t0 = time.perf_counter()

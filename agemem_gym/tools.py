@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agemem_gym._validate import check_field, is_int
 from agemem_gym.context import Context
 from agemem_gym.errors import ConfigError
 from agemem_gym.memory import MemoryStore
@@ -208,13 +209,21 @@ class ToolSettings:
     max_metadata_chars: int = 1000
 
     def __post_init__(self) -> None:
-        if not 1 <= self.top_k_default <= self.top_k_max:
-            raise ConfigError(f"'top_k_default' must be in [1, top_k_max={self.top_k_max}], got {self.top_k_default!r}")
-        if not 0.0 < self.filter_threshold <= 1.0:
-            raise ConfigError(f"'filter_threshold' must be in (0, 1], got {self.filter_threshold!r}")
+        check_field(self, "top_k_max", "int", gt=0)
+        check_field(self, "top_k_default", "int")  # the type first: the range below is worded against top_k_max
+        check_field(
+            self,
+            "top_k_default",
+            "int",
+            ge=1,
+            le=self.top_k_max,
+            rule=f"in [1, top_k_max={self.top_k_max}]",
+            fix="lower it, or raise top_k_max",
+        )
+        check_field(self, "filter_threshold", "number")
+        check_field(self, "filter_threshold", "number", gt=0, le=1, rule="in (0, 1]")
         for name in ("max_content_chars", "max_metadata_chars"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name!r} must be a positive int, got {getattr(self, name)!r}")
+            check_field(self, name, "int", gt=0)
 
 
 @dataclass
@@ -297,7 +306,7 @@ def _top_k(args: Mapping[str, Any], settings: ToolSettings) -> int:
         return settings.top_k_default
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not is_int(value):
         raise _Bad(f"'top_k' must be an integer, got {type(value).__name__}.")
     if not 1 <= value <= settings.top_k_max:
         raise _Bad(f"'top_k' must be between 1 and {settings.top_k_max}, got {value}.")
@@ -462,7 +471,7 @@ def result_material(message: str) -> str:
     """What a tool message brought into the context, without its chrome: the memories a retrieval returned (the
     ``- m_0001:`` prefixes and every ``[Tool] ...`` status line of :func:`render_results` removed).
 
-    >>> result_material("[Add_memory] added m_0001\n[Retrieve_memory] 1 memory:\n- m_0001: It opened in 1841.")
+    >>> result_material("[Add_memory] added m_0001\\n[Retrieve_memory] 1 memory:\\n- m_0001: It opened in 1841.")
     'It opened in 1841.'
     """
     return _HIT_PREFIX.sub("", _RESULT_HEADER.sub("", message)).strip()

@@ -28,6 +28,7 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
+from agemem_gym._validate import check
 from agemem_gym._version import __version__
 from agemem_gym.envs.hotpotqa import HOTPOTQA_FILES, HotpotQAFile, Split, hotpotqa_cache_dir
 from agemem_gym.errors import ConfigError, DataError
@@ -171,10 +172,8 @@ def download(
             resume), or the finished file's sha256 differs from ``sha256`` (the part file is deleted; the message
             gives the expected and the actual digest).
     """
-    if chunk_size <= 0:
-        raise ConfigError(f"'chunk_size' must be a positive int, got {chunk_size!r}")
-    if timeout <= 0:
-        raise ConfigError(f"'timeout' must be a positive number of seconds, got {timeout!r}")
+    check("chunk_size", chunk_size, "int", gt=0)
+    check("timeout", timeout, "number", gt=0, unit="seconds")
     expected = sha256.lower() if sha256 is not None else None
     if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
         raise ConfigError(f"'sha256' must be 64 hex digits, got {sha256!r}")

@@ -39,9 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from agemem_gym._validate import check
 from agemem_gym.env import AgeMemEnv
 from agemem_gym.envs._paths import dataset_cache_dir
-from agemem_gym.errors import ConfigError, DataError
+from agemem_gym.errors import DataError
 from agemem_gym.task import Task, TaskSuite
 
 __all__ = [
@@ -521,8 +522,7 @@ def load_hotpotqa(
         UserWarning: Once, with the count, when records were skipped because none of their supporting facts names
             a context sentence, or single such facts were dropped.
     """
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
-        raise ConfigError(f"'limit' must be a positive int or None, got {limit!r}")
+    check("limit", limit, "int", gt=0, optional=True)
     resolved = resolve_hotpotqa_path(path)
     stat = resolved.stat()
     key = (str(resolved), stat.st_mtime_ns, stat.st_size, limit, source_name)

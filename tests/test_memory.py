@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import errno
 import json
 import os
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 import agemem_gym
-from agemem_gym import _store_files, dedup, embedders, memory
+from agemem_gym import _store_files, memory
 from agemem_gym._store_files import manifest_digest, seal_manifest
 from agemem_gym.embedders import CallableEmbedder, HashingEmbedder
 from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError, StoreLockedError, StoreWriteError
@@ -76,13 +75,6 @@ def filled(n: int = 6, **config) -> MemoryStore:
 
 
 # -- module hygiene ------------------------------------------------------------------------------------------------
-
-
-def test_docstring_examples_run():
-    """The runnable examples in the store, embedder and dedup docstrings pass."""
-    for module in (memory, embedders, dedup):
-        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
 
 
 def test_hnswlib_is_imported_only_by_the_memory_module():

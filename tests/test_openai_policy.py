@@ -139,19 +139,6 @@ def test_importing_the_core_does_not_import_openai() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_docstring_examples_run() -> None:
-    """The runnable examples in the openai policy's docstrings pass."""
-    import doctest
-
-    from agemem_gym import openai_policy
-
-    result = doctest.testmod(openai_policy, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 0
-
-
-# ---- whole episodes, usage, order ----
-
-
 def test_whole_episodes_count_the_servers_usage_per_turn(no_key: None) -> None:
     """Each episode sums the ``usage`` the server sent for its turns; the table shows it per turn."""
     with fake_chat() as fake:

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from agemem_gym._validate import check
+
 __all__ = [
     "DEFAULT_TARGETS",
     "LoRALinear",
@@ -38,8 +40,7 @@ class LoRALinear(nn.Module):
 
     def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0) -> None:
         super().__init__()
-        if rank < 1:
-            raise ValueError(f"'rank' must be a positive int, got {rank}")
+        check("rank", rank, "int", gt=0)  # a ConfigError, which is a ValueError
         self.base = base
         self.base.requires_grad_(False)
         self.scaling = alpha / rank

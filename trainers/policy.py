@@ -20,6 +20,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from agemem_gym._validate import check_field
+from agemem_gym.errors import ConfigError
+
 __all__ = [
     "Sampling",
     "Turn",
@@ -48,6 +51,18 @@ class Sampling:
     """argmax decoding instead of sampling (for evaluation)"""
     stop_strings: tuple[str, ...] = ("</tool_call>", "</answer>")
     """a turn ends once its text contains one of these (the closing tag is kept in the response)"""
+
+    def __post_init__(self) -> None:
+        check_field(self, "temperature", "number", gt=0, finite=True)  # log-probs divide by it, greedy or not
+        check_field(self, "top_p", "number", gt=0, le=1)
+        check_field(self, "max_new_tokens", "int", gt=0)
+        check_field(self, "greedy", "bool")
+        stops = self.stop_strings
+        # An empty string would stop every turn after its first token ("" is in any text).
+        if isinstance(stops, str) or not all(isinstance(s, str) and s for s in stops):
+            raise ConfigError(
+                f"'stop_strings' must be a tuple of non-empty str, got {stops!r:.80}; e.g. ('</tool_call>', '</answer>')"
+            )
 
 
 @dataclass
