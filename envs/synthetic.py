@@ -46,6 +46,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from agemem_gym._validate import check_field
 from agemem_gym.env import AgeMemEnv
 from agemem_gym.errors import ConfigError
 from agemem_gym.task import Paragraph, SupportingFact, Task, TaskSuite
@@ -76,12 +77,11 @@ class SyntheticConfig:
     recall_ratio: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_distractors, int) or not 0 <= self.n_distractors <= 30:
-            raise ConfigError(f"'n_distractors' must be an int in [0, 30], got {self.n_distractors!r}")
-        if not 0.0 <= float(self.comparison_ratio) <= 1.0:
-            raise ConfigError(f"'comparison_ratio' must be in [0, 1], got {self.comparison_ratio!r}")
-        if isinstance(self.recall_ratio, bool) or not 0.0 <= float(self.recall_ratio) <= 1.0:
-            raise ConfigError(f"'recall_ratio' must be a number in [0, 1], got {self.recall_ratio!r}")
+        check_field(self, "n_distractors", "int", ge=0, le=30)
+        check_field(self, "comparison_ratio", "number", ge=0, le=1)
+        check_field(self, "min_sentences", "int")
+        check_field(self, "max_sentences", "int")
+        check_field(self, "recall_ratio", "number", ge=0, le=1)
         if not 3 <= self.min_sentences <= self.max_sentences <= 5:
             raise ConfigError(
                 "expects 3 <= min_sentences <= max_sentences <= 5 (3 fact sentences at most, 3 filler at least), got "
