@@ -11,6 +11,7 @@ import pytest
 
 PUBLIC: dict[str, set[str]] = {
     "agemem_gym": {"ENV_IDS", "__version__", "register_envs"},
+    "agemem_gym.chat": {"chat_ids"},
     "agemem_gym.env": {"AgeMemEnv", "EpisodeConfig"},
     "agemem_gym.memory": {
         "AddResult",

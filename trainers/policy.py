@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from agemem_gym._validate import check_field
+from agemem_gym.chat import chat_ids
 from agemem_gym.errors import ConfigError
 
 __all__ = [
@@ -88,9 +89,7 @@ def encode_chat(
     Returns the prompt ids and how many tokens were cut: a prompt longer than ``max_prompt_tokens`` keeps its last
     ``max_prompt_tokens`` tokens (the most recent context and the assistant header), like TRL's left truncation.
     """
-    text = tokenizer.apply_chat_template(list(messages), tools=tools, tokenize=False, add_generation_prompt=True)
-    # The template already wrote every special token; add_special_tokens=False avoids a second BOS.
-    ids: list[int] = tokenizer(text, add_special_tokens=False).input_ids
+    ids = chat_ids(tokenizer, messages, tools=tools)
     cut = max(0, len(ids) - max_prompt_tokens) if max_prompt_tokens else 0
     return ids[cut:], cut
 

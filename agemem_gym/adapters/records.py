@@ -57,6 +57,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 
+from agemem_gym.chat import chat_ids
 from agemem_gym.errors import ConfigError, DataError
 from agemem_gym.jsonl import json_line
 from agemem_gym.protocol import display_text
@@ -123,10 +124,7 @@ def tokenize_step(
     BOS). The response is tokenised on its own and, with ``append_eos``, closed with the tokenizer's EOS token
     (the end-of-turn token of ChatML models), which is what a model must learn to emit to end its turn.
     """
-    text = tokenizer.apply_chat_template(
-        [dict(m) for m in messages], tools=tools, tokenize=False, add_generation_prompt=True
-    )
-    prompt_ids: list[int] = list(tokenizer(text, add_special_tokens=False).input_ids)
+    prompt_ids = chat_ids(tokenizer, messages, tools=tools)
     # No tokenizer takes lone surrogates; a response holding them (the env rejects it as invalid_unicode) is
     # tokenised with U+FFFD in their place, while the record's "response" keeps the text verbatim.
     response_ids: list[int] = list(tokenizer(display_text(response), add_special_tokens=False).input_ids)

@@ -45,6 +45,7 @@ import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
 from agemem_gym.adapters._common import close_episode
+from agemem_gym.chat import chat_ids
 from agemem_gym.errors import ConfigError
 
 __all__ = ["AGENT_NAME", "AgeMemAgentLoop", "AgentLoopResult", "verl_agent_loop_class"]
@@ -76,10 +77,7 @@ class AgentLoopResult:
 
 
 def _ids(tokenizer: Any, messages: Sequence[Mapping[str, str]], *, generation_prompt: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(
-        [dict(m) for m in messages], tokenize=False, add_generation_prompt=generation_prompt
-    )
-    return list(tokenizer(text, add_special_tokens=False).input_ids)
+    return chat_ids(tokenizer, messages, generation_prompt=generation_prompt)
 
 
 def _continuation_ids(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> list[int]:
