@@ -11,7 +11,8 @@ also names them (the library's hint), and ``valid_action_hint=N`` appends up to 
 action-object combinations to every observation.
 
 Reward: ScienceWorld's own, the change of its score per step, scaled from 0-100 to 0-1 (so an episode's game
-rewards sum to its final score / 100; a failed task, score -100, ends at -1). Progress (the paper's metric for
+rewards sum to the score gained / 100: the final score less the points some variations give for the first
+``look around``, as ScienceWorld counts its rewards; a failed task, score -100, ends near -1). Progress (the paper's metric for
 ScienceWorld) is the final score / 100, clipped at 0; success is ScienceWorld's "task completed" (score 100).
 
 ScienceWorld is an optional dependency (``pip install 'agemem-gym[scienceworld]'``) and needs a Java runtime
