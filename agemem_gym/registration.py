@@ -20,6 +20,8 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     "AgeMem-Synthetic-v0": ("agemem_gym.envs.synthetic:SyntheticEnv", {}),
     # minigrid is imported only when the env is made (the [babyai] extra); without it gym.make raises ConfigError.
     "AgeMem-BabyAI-v0": ("agemem_gym.envs.babyai:BabyAIEnv", {}),
+    # scienceworld (the [scienceworld] extra) and a Java runtime are needed only when the env is made.
+    "AgeMem-ScienceWorld-v0": ("agemem_gym.envs.scienceworld:ScienceWorldEnv", {}),
 }
 
 

@@ -1,8 +1,15 @@
-"""Text suites: the AgeMem-BabyAI-v0 table (bot, random, bot with memory) and the wrapper's cost per step.
+"""Text suites: the AgeMem-BabyAI-v0 and AgeMem-ScienceWorld-v0 tables (reference agent, no memory, random, the
+reference with memory) and the wrapper's cost per step beside the raw library's.
 
-    .venv/bin/python -m benchmarks.text_suites                  # 50 episodes per policy, 3,000 timed steps
+    .venv/bin/python -m benchmarks.text_suites                  # BabyAI: 50 episodes per policy, 3,000 timed steps
     .venv/bin/python -m benchmarks.text_suites --quick          # seconds; figures meaningless
     .venv/bin/python -m benchmarks.text_suites --level BabyAI-GoToLocal-v0
+    .venv/bin/python -m benchmarks.text_suites --suite scienceworld   # 50 episodes, 300 timed steps (minutes)
+
+ScienceWorld's step cost has four series: the library's public step (``scienceworld.ScienceWorldEnv.step``, which
+also lists every valid action and looks around on each call), its simulator's bare step (``env.server.step``), the
+text game (:class:`~agemem_gym.envs.scienceworld.ScienceWorldGame`: the bare step, score and completion) and the
+whole AgeMem step; they play the same seeded commands from a pool that never ends a task, on the same variations.
 
 The step cost is measured in one run, interleaved call by call (benchmarks.common.interleaved), on three envs
 fed the same seeded random actions from the same seeds: the raw minigrid step (``env.step(action_id)``), the text
@@ -17,7 +24,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import tyro
@@ -26,6 +33,7 @@ from benchmarks.common import Timed, blas_threads, interleaved, jsonable, machin
 
 COLUMNS = (
     ("success", "success", ".2f"),
+    ("progress", "progress", ".3f"),
     ("R", "R", ".3f"),
     ("score", "score", ".3f"),
     ("turns", "steps", ".1f"),
@@ -41,24 +49,31 @@ COLUMNS = (
 )
 
 
+_DEFAULT_JSON = Path("benchmarks/results/text_suites.json")
+
+
 @dataclass
 class Args:
     """The BabyAI table and the wrapper's step cost."""
 
+    suite: Literal["babyai", "scienceworld"] = "babyai"
+    """Which suite: BabyAI (minigrid) or ScienceWorld (needs the [scienceworld] extra and Java)."""
     level: str = "BabyAI-GoToRedBall-v0"
     """BabyAI level."""
     episodes: int = 50
     """Episodes per policy (seeds seed .. seed + episodes - 1, the same for every policy)."""
     seed: int = 0
     """Base seed (episodes and the random policy)."""
-    calls: int = 3000
-    """Timed steps per series."""
-    burn_in: int = 200
-    """Untimed steps first."""
+    calls: int | None = None
+    """Timed steps per series (default: 3,000 for BabyAI, 300 for ScienceWorld, whose library step is ~0.1 s)."""
+    burn_in: int | None = None
+    """Untimed steps first (default: 200 for BabyAI, 20 for ScienceWorld)."""
+    sw_split: Literal["train", "dev", "test"] = "train"
+    """ScienceWorld: which variations the episodes draw from."""
     quick: bool = False
     """Tiny sizes (a smoke run)."""
-    json_out: Path | None = Path("benchmarks/results/text_suites.json")
-    """Where to write the results (None: do not write)."""
+    json_out: Path | None = _DEFAULT_JSON
+    """Where to write the results (None: do not write; ScienceWorld's default is text_suites_scienceworld.json)."""
 
 
 def policy_table(args: Args) -> dict[str, dict[str, float]]:
@@ -93,6 +108,7 @@ def step_cost(args: Args) -> dict[str, Any]:
 
     from agemem_gym.envs.babyai import ACTIONS, BabyAIEnv, BabyAIGame
 
+    assert args.calls is not None and args.burn_in is not None  # set by main()
     total = args.burn_in + args.calls
     rng = np.random.default_rng(args.seed)
     actions = rng.integers(0, 6, size=total)  # no "done": it would end most episodes at once
@@ -144,24 +160,149 @@ def step_cost(args: Args) -> dict[str, Any]:
     return out
 
 
+# Commands that exist in every ScienceWorld task and never end one (no "focus on": a wrong focus fails the task).
+SW_COMMANDS = (
+    "look around",
+    "inventory",
+    "open door to kitchen",
+    "go to kitchen",
+    "open door to hallway",
+    "go to hallway",
+    "look at agent",
+    "wait1",
+    "task",
+)
+
+
+def sw_policy_table(args: Args) -> dict[str, dict[str, float]]:
+    """Success rate, progress, R, steps and tool counts per ScienceWorld policy over the same seeded episodes."""
+    from agemem_gym.envs.scienceworld import (
+        ScienceWorldEnv,
+        ScienceWorldGoldMemoryPolicy,
+        ScienceWorldGoldPolicy,
+        ScienceWorldRandomPolicy,
+    )
+    from agemem_gym.textenv import evaluate_text_game
+
+    plans: list[tuple[str, bool, Callable[[Any], Any]]] = [
+        ("gold", False, ScienceWorldGoldPolicy),
+        ("random", False, lambda env: ScienceWorldRandomPolicy(env, seed=args.seed)),
+        ("gold_memory", False, ScienceWorldGoldMemoryPolicy),
+        ("gold_memory (lifelong)", True, ScienceWorldGoldMemoryPolicy),
+    ]
+    out: dict[str, dict[str, float]] = {}
+    for name, lifelong, make in plans:
+        env = ScienceWorldEnv(split=args.sw_split, lifelong=lifelong)
+        try:
+            out[name] = evaluate_text_game(env, make(env), episodes=args.episodes, seed=args.seed).summary
+        finally:
+            env.close()
+    return out
+
+
+def sw_step_cost(args: Args) -> dict[str, Any]:
+    """Median µs per step: ScienceWorld's library step, its bare simulator step, the text game, the AgeMem wrapper."""
+    from scienceworld import ScienceWorldEnv as Library
+
+    from agemem_gym.envs.scienceworld import ScienceWorldEnv, ScienceWorldGame
+
+    assert args.calls is not None and args.burn_in is not None  # set by main()
+    total = args.burn_in + args.calls
+    rng = np.random.default_rng(args.seed)
+    commands = [SW_COMMANDS[int(i)] for i in rng.integers(0, len(SW_COMMANDS), size=total)]
+    texts = [f"<think>I act.</think><answer>{c}</answer>" for c in commands]
+    game = ScienceWorldGame(split=args.sw_split)
+    wrapped = ScienceWorldEnv(split=args.sw_split, episode={"max_turns": 10**6})
+    library, bare = Library("", envStepLimit=100), Library("", envStepLimit=100)
+
+    def load(sim: Any, seed: int) -> None:
+        # The variation the AgeMem env draws from this seed (the same draw as ScienceWorldGame.reset).
+        task, variation = game.suite.draw(np.random.default_rng(seed))
+        sim.load(task, variation, "")
+        sim.reset()
+
+    def series(reset: Callable[[int], None], step: Callable[[int], bool]) -> Timed:
+        state = {"done": True, "episode": 0, "n": 0}
+
+        def setup(i: int) -> None:
+            if state["done"] or state["n"] >= 100:  # the pool never ends a task: a new variation every 100 steps
+                reset(args.seed + state["episode"])
+                state["episode"] += 1
+                state["done"], state["n"] = False, 0
+
+        def run(i: int) -> None:
+            state["done"] = step(i)
+            state["n"] += 1
+
+        return Timed(run, setup)
+
+    def library_step(i: int) -> bool:
+        return bool(library.step(commands[i])[2])
+
+    def bare_step(i: int) -> bool:
+        bare.server.step(commands[i])
+        return bool(bare.server.getCompleted())
+
+    def game_step(i: int) -> bool:
+        _, _, te, tr, _ = game.step(commands[i])
+        return te or tr
+
+    def wrapped_step(i: int) -> bool:
+        _, _, te, tr, _ = wrapped.step(texts[i])
+        return te or tr
+
+    try:
+        with blas_threads(1):
+            seconds = interleaved(
+                {
+                    "library step": series(lambda s: load(library, s), library_step),
+                    "simulator step": series(lambda s: load(bare, s), bare_step),
+                    "text game step": series(lambda s: game.reset(seed=s) and None, game_step),
+                    "AgeMem step": series(lambda s: wrapped.reset(seed=s) and None, wrapped_step),
+                },
+                calls=args.calls,
+                burn_in=args.burn_in,
+            )
+    finally:
+        for closable in (game, wrapped, library, bare):
+            closable.close()
+    out: dict[str, Any] = {name: stats(s) for name, s in seconds.items()}
+    base = out["library step"]["median_us"]
+    for name in out:
+        out[name]["ratio_to_library"] = ratio(out[name]["median_us"], base)
+    return out
+
+
 def render(table: dict[str, dict[str, float]], cost: dict[str, Any], args: Args) -> str:
     """The two tables as markdown."""
-    lines = [f"{args.level}: {args.episodes} episodes per policy, seeds {args.seed}..{args.seed + args.episodes - 1}"]
+    name = args.level if args.suite == "babyai" else f"AgeMem-ScienceWorld-v0 ({args.sw_split} split, all 30 tasks)"
+    lines = [f"{name}: {args.episodes} episodes per policy, seeds {args.seed}..{args.seed + args.episodes - 1}"]
     lines += ["", "| policy | " + " | ".join(c[0] for c in COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
     for name, s in table.items():
         lines.append(f"| {name} | " + " | ".join(format(s.get(key, 0.0), fmt) for _, key, fmt in COLUMNS) + " |")
     lines += ["", f"Step cost ({args.calls} steps each, interleaved, random actions):", ""]
-    lines += ["| series | median µs | p99 µs | × minigrid |", "|---|---:|---:|---:|"]
-    for name, s in cost.items():
-        lines.append(f"| {name} | {s['median_us']:.1f} | {s['p99_us']:.1f} | {s['ratio_to_minigrid']:.1f} |")
+    base = "minigrid" if args.suite == "babyai" else "library step"
+    key = "ratio_to_minigrid" if args.suite == "babyai" else "ratio_to_library"
+    lines += [f"| series | median µs | p99 µs | × {base} |", "|---|---:|---:|---:|"]
+    for series_name, s in cost.items():
+        lines.append(f"| {series_name} | {s['median_us']:.1f} | {s['p99_us']:.1f} | {s[key]:.2f} |")
     return "\n".join(lines)
 
 
 def main(args: Args) -> dict[str, Any]:
     """Run both parts, print the tables, write the JSON; returns the results."""
+    sw = args.suite == "scienceworld"
+    args.calls = args.calls if args.calls is not None else (300 if sw else 3000)
+    args.burn_in = args.burn_in if args.burn_in is not None else (20 if sw else 200)
+    if sw and args.json_out == _DEFAULT_JSON:
+        args.json_out = _DEFAULT_JSON.with_name("text_suites_scienceworld.json")
     if args.quick:
         args.episodes, args.calls, args.burn_in = min(args.episodes, 3), min(args.calls, 30), min(args.burn_in, 5)
-    results = {"machine": machine_info(), "args": vars(args), "table": policy_table(args), "step_cost": step_cost(args)}
+    if sw:
+        table, cost = sw_policy_table(args), sw_step_cost(args)
+    else:
+        table, cost = policy_table(args), step_cost(args)
+    results = {"machine": machine_info(), "args": vars(args), "table": table, "step_cost": cost}
     print(render(results["table"], results["step_cost"], args))
     if args.json_out is not None:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

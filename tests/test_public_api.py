@@ -205,6 +205,20 @@ PUBLIC: dict[str, set[str]] = {
         "describe_view",
         "minigrid_available",
     },
+    # Imports without scienceworld or Java (both are needed only when a game is made).
+    "agemem_gym.envs.scienceworld": {
+        "ACTION_TEMPLATES",
+        "SPLITS",
+        "ScienceWorldEnv",
+        "ScienceWorldGame",
+        "ScienceWorldGoldMemoryPolicy",
+        "ScienceWorldGoldPolicy",
+        "ScienceWorldRandomPolicy",
+        "ScienceWorldTasks",
+        "java_available",
+        "parse_task_id",
+        "scienceworld_available",
+    },
     "agemem_gym.trainers.grpo": {
         "Args",
         "PRESETS",

@@ -221,6 +221,8 @@ _SHORT_EPISODES = json.dumps(
     }
 )
 
+_THREE_STAGE_IDS = ("AgeMem-Synthetic-v0", "AgeMem-HotpotQA-v0")
+
 # Presets only set defaults; flags given on the command line still win (see parse_args()).
 PRESETS: dict[str, dict[str, Any]] = {
     "none": {},
@@ -261,7 +263,12 @@ def preset(name: str, **overrides: Any) -> Args:
     """The ``Args`` of a preset with ``overrides`` applied, e.g. ``main(preset("tiny", num_updates=1))``."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return Args(**{**PRESETS[name], "preset": name, **overrides})
+    values = dict(PRESETS[name])
+    # The presets' env_kwargs are settings of the three-stage suites (HotpotQA, synthetic); other ids (the text
+    # games of agemem_gym.textenv) reject them, so there the preset leaves env_kwargs at the env's defaults.
+    if overrides.get("env_id", Args.env_id) not in _THREE_STAGE_IDS:
+        values.pop("env_kwargs", None)
+    return Args(**{**values, "preset": name, **overrides})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1130,13 +1137,15 @@ def evaluate_checkpoint(
 def parse_args(argv: Sequence[str] | None = None) -> Args:
     """Parse command-line flags: ``--preset NAME`` picks the defaults, every other flag overrides them."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    name = "none"
-    for i, arg in enumerate(argv):  # pre-scan for the preset; tyro then parses everything with its defaults
-        if arg == "--preset" and i + 1 < len(argv):
-            name = argv[i + 1]
-        elif arg.startswith("--preset="):
-            name = arg.split("=", 1)[1]
-    return tyro.cli(Args, default=preset(name), args=argv)
+    found: dict[str, str] = {}
+    for i, arg in enumerate(argv):  # pre-scan for the preset and the env id; tyro then parses everything
+        for flag in ("--preset", "--env-id"):
+            if arg == flag and i + 1 < len(argv):
+                found[flag] = argv[i + 1]
+            elif arg.startswith(flag + "="):
+                found[flag] = arg.split("=", 1)[1]
+    env = {"env_id": found["--env-id"]} if "--env-id" in found else {}
+    return tyro.cli(Args, default=preset(found.get("--preset", "none"), **env), args=argv)
 
 
 def cli() -> None:
