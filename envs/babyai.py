@@ -24,10 +24,12 @@ import io
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from agemem_gym._validate import check_field
 from agemem_gym.errors import ConfigError
 from agemem_gym.textenv import TextGameEnv
 
@@ -39,6 +41,7 @@ __all__ = [
     "BabyAIEnv",
     "BabyAIGame",
     "BabyAIRandomPolicy",
+    "LevelSeeds",
     "describe_view",
     "minigrid_available",
 ]
@@ -191,6 +194,42 @@ class BabyAIGame:
         self.env = copy.deepcopy(state)
 
 
+@dataclass(frozen=True)
+class LevelSeeds:
+    """The task ids of a procedural level: ``"<level>:<seed>"`` for layout seeds ``0 .. n_tasks - 1``, what a trainer
+    that draws task ids (the GRPO trainer reads ``env.unwrapped.suite.task_ids``) plays.
+
+    >>> LevelSeeds("BabyAI-GoToRedBall-v0", 3).task_ids
+    ('BabyAI-GoToRedBall-v0:0', 'BabyAI-GoToRedBall-v0:1', 'BabyAI-GoToRedBall-v0:2')
+    >>> LevelSeeds("BabyAI-GoToRedBall-v0", 3).seed_of("BabyAI-GoToRedBall-v0:2")
+    2
+    """
+
+    level: str
+    n_tasks: int = 1000
+
+    def __post_init__(self) -> None:
+        check_field(self, "n_tasks", "int", gt=0)
+
+    @property
+    def task_ids(self) -> tuple[str, ...]:
+        """Every task id, by seed."""
+        return tuple(f"{self.level}:{i}" for i in range(self.n_tasks))
+
+    def seed_of(self, task_id: str) -> int:
+        """The layout seed of a task id of this level.
+
+        Raises:
+            ConfigError: The id is not ``"<this level>:<seed>"`` with a seed in ``0 .. n_tasks - 1``.
+        """
+        level, _, seed = str(task_id).rpartition(":")
+        if level != self.level or not seed.isdigit() or int(seed) >= self.n_tasks:
+            raise ConfigError(
+                f"task_id must be '{self.level}:<seed>' with a seed in 0..{self.n_tasks - 1}, got {task_id!r:.80}"
+            )
+        return int(seed)
+
+
 class BabyAIEnv(TextGameEnv):
     """``AgeMem-BabyAI-v0``: a BabyAI level under AgeMem's protocol with memory tools.
 
@@ -205,16 +244,34 @@ class BabyAIEnv(TextGameEnv):
     |---|---|---|
     | ``level`` | ``"BabyAI-GoToRedBall-v0"`` | a registered BabyAI id |
     | ``level_kwargs`` | ``None`` | keyword arguments for the level |
+    | ``n_tasks`` | 1000 | task ids ``"<level>:<seed>"`` for seeds ``0 .. n_tasks - 1`` (:class:`LevelSeeds`) |
 
+    ``reset(options={"task_id": "<level>:<seed>"})`` plays the layout of that seed (as ``game_seed`` does).
     Every other keyword goes to :class:`~agemem_gym.textenv.TextGameEnv` (``lifelong``, ``embedder``, ...).
 
     ## Version History
     * v0: initial release.
     """
 
-    def __init__(self, *, level: str = DEFAULT_LEVEL, level_kwargs: Mapping[str, Any] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        level: str = DEFAULT_LEVEL,
+        level_kwargs: Mapping[str, Any] | None = None,
+        n_tasks: int = 1000,
+        **kwargs: Any,
+    ):
         self.level = level
+        self.suite = LevelSeeds(level, n_tasks)
         super().__init__(BabyAIGame(level, level_kwargs), **kwargs)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """As :meth:`TextGameEnv.reset`, plus ``options={"task_id": "<level>:<seed>"}`` to pick the layout."""
+        opts = dict(options or {})
+        task_id = opts.pop("task_id", None)
+        if task_id is not None:
+            opts["game_seed"] = self.suite.seed_of(task_id)
+        return super().reset(seed=seed, options=opts)
 
     @property
     def minigrid(self) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -168,3 +169,34 @@ def test_text_suites_benchmark_smoke(tmp_path: pytest.TempPathFactory) -> None:
     results = text_suites.main(text_suites.Args(quick=True, json_out=out))
     assert set(results["table"]) == {"bot", "random", "bot_memory", "bot_memory (lifelong)"}
     assert json.loads(out.read_text())["step_cost"]["AgeMem step"]["n"] == 30
+
+
+def test_task_ids_name_layout_seeds_for_trainers_that_draw_them() -> None:
+    """GRPO draws from env.unwrapped.suite.task_ids and resets with options={"task_id": ...}: a task id plays the
+    layout of its seed, as game_seed does; a foreign or out-of-range id is a ConfigError."""
+    env = gym.make("AgeMem-BabyAI-v0", n_tasks=5)
+    ids = env.unwrapped.suite.task_ids  # type: ignore[attr-defined]
+    assert len(ids) == 5 and ids[3].endswith(":3")
+    by_id, _ = env.reset(seed=0, options={"task_id": ids[3]})
+    by_seed, _ = env.reset(seed=0, options={"game_seed": 3})
+    assert by_id == by_seed
+    with pytest.raises(ConfigError, match="task_id must be"):
+        env.reset(options={"task_id": "BabyAI-Other-v0:1"})
+    with pytest.raises(ConfigError, match="task_id must be"):
+        env.reset(options={"task_id": ids[0][:-1] + "9"})
+    env.close()
+
+
+@pytest.mark.slow
+def test_grpo_runs_two_updates_on_babyai(tmp_path: Path) -> None:
+    """The GRPO trainer's tiny preset runs two updates on AgeMem-BabyAI-v0, drawing its task ids (~25 s)."""
+    from agemem_gym.trainers import grpo
+
+    args = grpo.parse_args(
+        ["--preset", "tiny", "--env-id", "AgeMem-BabyAI-v0", "--num-updates", "2", "--output-dir", str(tmp_path)]
+    )
+    args.progress = args.plot = False
+    grpo.main(args)
+    rows = [json.loads(line) for line in next(tmp_path.glob("*/metrics.jsonl")).read_text().splitlines()]
+    assert [r["update"] for r in rows] == [1, 2]
+    assert all(r["rollout/episodes"] == 8 and r["reward/mean"] <= 1.0 for r in rows)

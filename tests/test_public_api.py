@@ -202,6 +202,7 @@ PUBLIC: dict[str, set[str]] = {
         "BabyAIEnv",
         "BabyAIGame",
         "BabyAIRandomPolicy",
+        "LevelSeeds",
         "describe_view",
         "minigrid_available",
     },
