@@ -35,14 +35,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
 
 @pytest.mark.slow
 def test_demo_reports_held_out_memory_metrics_and_grpo_cuts_failed_turns(demo: tuple[Path, dict[str, Any]]) -> None:
-    """Seed 1 (measured, one core): truncated episodes 16 -> 3 of 64 and action errors 0.099 -> 0.027 per turn,
-    R -0.305 -> +0.031; the memory metrics of every row and the no_memory baseline are reported."""
+    """Measured, seeds 1-4: truncated episodes 16 -> 3, 19 -> 2, 11 -> 1, 11 -> 2 of 64; R gains +0.336, +0.450,
+    +0.276, +0.243 (seed 1: -0.305 -> +0.031, action errors 0.099 -> 0.027 per turn). The R margin is half the
+    smallest gain. The memory metrics of every row and the no_memory baseline are reported."""
     out, result = demo
     for row in ("warm_start", "trained", "no_memory"):
         assert set(result[row]) == set(REPORTED), result[row]
     assert result["trained"]["truncated_episodes"] < result["warm_start"]["truncated_episodes"], result
     assert result["trained"]["action_error_rate"] < result["warm_start"]["action_error_rate"], result
-    assert result["gain"]["R"] > 0.1, result
+    assert result["gain"]["R"] > 0.12, result
     assert result["no_memory"]["MQ_f1"] == 0.0 and result["no_memory"]["retrieve_before_answer"] == 0.0
     assert sorted(result["curve"]) == [0, 8, 16, 24]
     for png in ("curves.png", "memory.png"):
