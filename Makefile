@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml setup.py
 install: $(STAMP)
 
 ## The main job on the embedded default (the synthetic suite, no data needed): scripted agents evaluated, then
-## an SFT warm start and 24 step-wise GRPO updates of a small model on CPU, R(τ) before and after (a few minutes).
+## the learning demo: SFT on a mixture of memory behaviours, 24 step-wise GRPO updates of a small model on CPU,
+## held-out memory quality, retrieval before answering, task score and R(τ) beside no_memory (about 7 minutes).
 demo: $(STAMP)
 	$(BIN)/python -m agemem_gym.cli eval --env-id AgeMem-Synthetic-v0 --episodes 20
 	$(BIN)/python -m agemem_gym.trainers.learning_demo --output-dir runs
