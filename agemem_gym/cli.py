@@ -12,6 +12,7 @@ python -m agemem_gym.cli {eval,play} ...
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import re
 import shutil
@@ -32,9 +33,20 @@ from agemem_gym.audit import AUDIT_POLICIES, audit_table, reward_audit
 from agemem_gym.errors import ConfigError, EndpointError
 from agemem_gym.evaluation import EvalResult, evaluate, evaluate_async
 from agemem_gym.recorder import RecordEpisodes, merge_recordings
+from agemem_gym.textenv import TextEvalResult, TextGameEnv, evaluate_text_game
 from agemem_gym.tools import TOOL_NAMES
 
-__all__ = ["EvalArgs", "PlayArgs", "eval_main", "main", "play_main", "render_table", "run_eval"]
+__all__ = [
+    "EvalArgs",
+    "PlayArgs",
+    "eval_main",
+    "main",
+    "play_main",
+    "render_table",
+    "render_text_table",
+    "run_eval",
+    "run_text_eval",
+]
 
 
 def _make_env(env_id: str, data_path: str | None, env_kwargs: str) -> gym.Env[str, str]:
@@ -81,6 +93,58 @@ class EvalArgs:
     the honest policies and the oracle on the same tasks; --policies is ignored unless given explicitly."""
     audit_reader: Literal["none", "heuristic"] = "none"
     """With --audit: "none" answers "unknown" (holds the task term fixed), "heuristic" reads the retrieved memories."""
+
+
+def _is_text_game(env_id: str) -> bool:
+    """Whether the registered id makes a :class:`~agemem_gym.textenv.TextGameEnv` (read from its entry point,
+    without making one)."""
+    entry = gym.spec(env_id).entry_point
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = getattr(importlib.import_module(module), attr)
+    return isinstance(entry, type) and issubclass(entry, TextGameEnv)
+
+
+def run_text_eval(args: EvalArgs) -> dict[str, TextEvalResult]:
+    """Every policy of ``args`` on the same games of a text-game id (``--policies`` by default: the suite's own
+    scripted ones, ``TextGameEnv.SCRIPTED``); episode i plays game seed ``args.seed + i``."""
+    results: dict[str, TextEvalResult] = {}
+    probe = _make_env(args.env_id, args.data_path, args.env_kwargs)
+    names = tuple(probe.unwrapped.SCRIPTED) if args.policies == POLICIES else args.policies  # type: ignore[attr-defined]
+    probe.close()
+    for name in names:
+        env = _make_env(args.env_id, args.data_path, args.env_kwargs)
+        game_env: TextGameEnv = env.unwrapped  # type: ignore[assignment]
+        policy = (
+            make_policy(name, game_env, seed=args.seed) if ":" in name else game_env.scripted_policy(name, args.seed)
+        )
+        try:
+            results[name] = evaluate_text_game(env, policy, episodes=args.episodes, seed=args.seed)
+        finally:
+            env.close()
+    return results
+
+
+_TEXT_COLUMNS = (
+    ("success", "success", ".2f"),
+    ("progress", "progress", ".3f"),
+    ("R", "R", ".3f"),
+    ("turns", "steps", ".1f"),
+    ("game steps", "game_steps", ".1f"),
+    ("errors", "errors", ".2f"),
+    ("tok peak", "tokens_peak", ".0f"),
+    *((n.split("_")[0][:3].upper(), f"tool/{n}", ".2f") for n in TOOL_NAMES),
+    ("trunc", "truncated", ".2f"),
+)
+
+
+def render_text_table(results: dict[str, TextEvalResult]) -> str:
+    """A markdown table of a text game's per-policy means (success rate, progress, R, tool calls per episode)."""
+    lines = ["| policy | " + " | ".join(c[0] for c in _TEXT_COLUMNS) + " |", "|---|" + "---:|" * len(_TEXT_COLUMNS)]
+    for name, res in results.items():
+        s = res.summary
+        lines.append(f"| {name} | " + " | ".join(_cell(s, key, fmt) for _, key, fmt in _TEXT_COLUMNS) + " |")
+    return "\n".join(lines)
 
 
 def run_eval(args: EvalArgs) -> dict[str, EvalResult]:
@@ -203,6 +267,19 @@ def _eval(args: EvalArgs) -> None:
         print(audit_table(rows))
         if args.json_out:
             Path(args.json_out).write_text(json.dumps({"args": asdict(args), "audit": rows}, indent=1))
+            print(f"wrote {args.json_out}")
+        return
+    if _is_text_game(args.env_id):
+        text_results = run_text_eval(args)
+        print(f"{args.env_id}: {args.episodes} games per policy, seeds {args.seed}..{args.seed + args.episodes - 1}")
+        print(render_text_table(text_results))
+        if args.json_out:
+            payload = {
+                "args": asdict(args),
+                "summary": {k: v.summary for k, v in text_results.items()},
+                "rows": {k: v.rows for k, v in text_results.items()},
+            }
+            Path(args.json_out).write_text(json.dumps(payload, indent=1))
             print(f"wrote {args.json_out}")
         return
     results = run_eval(args)

@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -233,6 +233,19 @@ class TextGameEnv(gym.Env[str, str]):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012  (Gymnasium's convention)
+    # The scripted policies of a suite by name, each made from (env, seed): what agemem-eval runs on it.
+    SCRIPTED: ClassVar[Mapping[str, Callable[[Any, int], Any]]] = {}
+
+    def scripted_policy(self, name: str, seed: int = 0) -> Any:
+        """The suite's scripted policy ``name`` (see ``SCRIPTED``), made for this env.
+
+        Raises:
+            ConfigError: The suite has no policy of that name (the message lists those it has).
+        """
+        if name not in self.SCRIPTED:
+            known = ", ".join(sorted(self.SCRIPTED)) or "none"
+            raise ConfigError(f"{type(self).__name__} has no scripted policy {name!r}; it has: {known}")
+        return self.SCRIPTED[name](self, seed)
 
     def __init__(
         self,

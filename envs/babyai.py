@@ -368,3 +368,10 @@ class BabyAIRandomPolicy:
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
         return _answer(ACTIONS[int(self.rng.integers(len(ACTIONS)))], "I try something.")
+
+
+BabyAIEnv.SCRIPTED = {
+    "bot": lambda env, seed: BabyAIBotPolicy(env),
+    "bot_memory": lambda env, seed: BabyAIBotMemoryPolicy(env),
+    "random": lambda env, seed: BabyAIRandomPolicy(seed),
+}

@@ -578,3 +578,10 @@ class ScienceWorldRandomPolicy:
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
         valid = [a for a in self.env.scienceworld.valid_action_combinations() if a != "reset task"]
         return _answer(valid[int(self.rng.integers(len(valid)))] if valid else "look around", "I try something.")
+
+
+ScienceWorldEnv.SCRIPTED = {
+    "gold": lambda env, seed: ScienceWorldGoldPolicy(env),
+    "gold_memory": lambda env, seed: ScienceWorldGoldMemoryPolicy(env),
+    "random": lambda env, seed: ScienceWorldRandomPolicy(env, seed),
+}

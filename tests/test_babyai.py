@@ -200,3 +200,22 @@ def test_grpo_runs_two_updates_on_babyai(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in next(tmp_path.glob("*/metrics.jsonl")).read_text().splitlines()]
     assert [r["update"] for r in rows] == [1, 2]
     assert all(r["rollout/episodes"] == 8 and r["reward/mean"] <= 1.0 for r in rows)
+
+
+def test_agemem_eval_runs_the_suites_scripted_policies(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """agemem-eval on a text-game id plays the suite's own scripted policies (TextGameEnv.SCRIPTED) on the same game
+    seeds and prints success, progress, R and tool calls per episode; an unknown policy names those it has."""
+    from agemem_gym.cli import eval_main
+
+    out = tmp_path / "eval.json"
+    eval_main(["--env-id", "AgeMem-BabyAI-v0", "--episodes", "3", "--json-out", str(out)])
+    text = capsys.readouterr().out
+    assert "| policy | success | progress | R |" in text
+    payload = json.loads(out.read_text())
+    assert set(payload["summary"]) == {"bot", "bot_memory", "random"}
+    assert payload["summary"]["bot"]["success"] == 1.0 and payload["summary"]["bot_memory"]["tool/Add_memory"] == 1.0
+    env = gym.make("AgeMem-BabyAI-v0")
+    direct = evaluate_text_game(env, BabyAIBotPolicy(env.unwrapped), episodes=3, seed=0)  # type: ignore[arg-type]
+    assert [r["R"] for r in payload["rows"]["bot"]] == [r["R"] for r in direct.rows]  # same games, same play
+    with pytest.raises(ConfigError, match="has no scripted policy 'oracle'; it has: bot, bot_memory, random"):
+        gym.make("AgeMem-BabyAI-v0").unwrapped.scripted_policy("oracle")  # type: ignore[attr-defined]
