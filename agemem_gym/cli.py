@@ -18,7 +18,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -140,10 +140,14 @@ _TEXT_COLUMNS = (
 
 def render_text_table(results: dict[str, TextEvalResult]) -> str:
     """A markdown table of a text game's per-policy means (success rate, progress, R, tool calls per episode)."""
-    lines = ["| policy | " + " | ".join(c[0] for c in _TEXT_COLUMNS) + " |", "|---|" + "---:|" * len(_TEXT_COLUMNS)]
-    for name, res in results.items():
-        s = res.summary
-        lines.append(f"| {name} | " + " | ".join(_cell(s, key, fmt) for _, key, fmt in _TEXT_COLUMNS) + " |")
+    return _markdown({name: res.summary for name, res in results.items()}, _TEXT_COLUMNS)
+
+
+def _markdown(summaries: dict[str, dict[str, float]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """One row per policy, one column per ``(header, summary key, format)``; a missing key reads ``n/a``."""
+    lines = ["| policy | " + " | ".join(c[0] for c in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, summary in summaries.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(summary, key, fmt) for _, key, fmt in columns) + " |")
     return "\n".join(lines)
 
 
@@ -236,14 +240,7 @@ def render_table(results: dict[str, EvalResult]) -> str:
     reported in its responses' ``usage`` (mean over episodes); they read ``n/a`` for policies that report no usage
     (scripted ones, local models), or when a response came without it.
     """
-    head = "| policy | " + " | ".join(c[0] for c in _COLUMNS) + " |"
-    rule = "|---|" + "---:|" * len(_COLUMNS)
-    lines = [head, rule]
-    for name, res in results.items():
-        s = res.summary
-        cells = [_cell(s, key, fmt) for _, key, fmt in _COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return _markdown({name: res.summary for name, res in results.items()}, _COLUMNS)
 
 
 def eval_main(argv: Sequence[str] | None = None) -> None:
@@ -274,26 +271,26 @@ def _eval(args: EvalArgs) -> None:
         print(f"{args.env_id}: {args.episodes} games per policy, seeds {args.seed}..{args.seed + args.episodes - 1}")
         print(render_text_table(text_results))
         if args.json_out:
-            payload = {
-                "args": asdict(args),
-                "summary": {k: v.summary for k, v in text_results.items()},
-                "rows": {k: v.rows for k, v in text_results.items()},
-            }
-            Path(args.json_out).write_text(json.dumps(payload, indent=1))
-            print(f"wrote {args.json_out}")
+            _write_json(args, text_results)
         return
     results = run_eval(args)
     print(f"{args.env_id}: {args.episodes} tasks per policy, seed {args.seed}")
     print(render_table(results))
     if args.json_out:
-        payload = {
-            "args": asdict(args),
-            "summary": {k: v.summary for k, v in results.items()},
-            "rows": {k: v.rows for k, v in results.items()},
-            "task_ids": {k: v.task_ids for k, v in results.items()},
-        }
-        Path(args.json_out).write_text(json.dumps(payload, indent=1))
-        print(f"wrote {args.json_out}")
+        _write_json(args, results, task_ids={k: v.task_ids for k, v in results.items()})
+
+
+def _write_json(args: EvalArgs, results: Mapping[str, EvalResult | TextEvalResult], **extra: Any) -> None:
+    """``--json-out``: the arguments, each policy's means and per-episode rows (and ``extra``)."""
+    assert args.json_out is not None
+    payload = {
+        "args": asdict(args),
+        "summary": {k: v.summary for k, v in results.items()},
+        "rows": {k: v.rows for k, v in results.items()},
+        **extra,
+    }
+    Path(args.json_out).write_text(json.dumps(payload, indent=1))
+    print(f"wrote {args.json_out}")
 
 
 @dataclass
