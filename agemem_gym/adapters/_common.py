@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import gymnasium as gym
 
-__all__ = ["Closing", "close_episode"]
+__all__ = ["Closing", "close_episode", "since_last_agent_turn"]
+
+M = TypeVar("M", bound=Mapping[str, Any])
+
+
+def since_last_agent_turn(messages: Sequence[M]) -> list[M]:
+    """The messages after the last assistant message (all but the first when there is none): what the env said in
+    answer to the agent's turn, which a library that appends to one transcript shows the model next.
+
+    >>> since_last_agent_turn([{"role": "system"}, {"role": "assistant"}, {"role": "tool"}, {"role": "user"}])
+    [{'role': 'tool'}, {'role': 'user'}]
+    """
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=0)
+    return list(messages[last + 1 :])
 
 
 class Closing(NamedTuple):

@@ -34,6 +34,7 @@ from typing import Any
 import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
+from agemem_gym.adapters._common import since_last_agent_turn
 from agemem_gym.errors import ConfigError
 
 try:
@@ -111,7 +112,6 @@ class AgeMemSkyRLEnv(BaseTextEnv):  # type: ignore[misc]
             info = {**info, "episode": closed["episode"], "truncation_reason": closed["truncation_reason"]}
         done = "episode" in info
         messages = info["messages"]
-        last_agent = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=0)
         metadata: dict[str, Any] = {
             "stage": info["stage"],
             "action_error": info["action_error"],
@@ -121,7 +121,7 @@ class AgeMemSkyRLEnv(BaseTextEnv):  # type: ignore[misc]
         if done:
             self.episode = metadata["episode"] = info["episode"]
         return BaseTextEnvStepOutput(
-            observations=[] if done else messages[last_agent + 1 :],
+            observations=[] if done else since_last_agent_turn(messages),
             reward=reward,
             done=done,
             metadata=metadata,

@@ -42,7 +42,7 @@ from typing import Any
 import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
-from agemem_gym.adapters._common import close_episode
+from agemem_gym.adapters._common import close_episode, since_last_agent_turn
 from agemem_gym.errors import ConfigError
 
 try:
@@ -155,8 +155,7 @@ class AgeMemVerifiersEnv(_MultiTurnEnv):  # type: ignore[misc]
         mine["rewards"].append(float(reward))
         step["reward"] = float(reward)  # the shaped per-step reward; the rubric's reward is R(τ)
         messages = info["messages"]
-        last_agent = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=0)
-        new = _vf_messages(messages[last_agent + 1 :])
+        new = _vf_messages(since_last_agent_turn(messages))
         mine["messages"] = _vf_messages(messages)
         mine["feedback"].append(new)
         if terminated or truncated:

@@ -44,7 +44,7 @@ from uuid import uuid4
 import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
-from agemem_gym.adapters._common import close_episode
+from agemem_gym.adapters._common import close_episode, since_last_agent_turn
 from agemem_gym.chat import chat_ids
 from agemem_gym.errors import ConfigError
 
@@ -166,8 +166,7 @@ class AgeMemAgentLoop:
             done = terminated or truncated
             if not done:
                 messages = info["messages"]
-                last_agent = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=0)
-                new = messages[last_agent + 1 :]
+                new = since_last_agent_turn(messages)
                 num_turns += len(new)
                 obs = _continuation_ids(tok, new)[: max(0, self.response_length - len(response_ids))]
                 response_ids += obs
