@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 import gymnasium as gym
@@ -40,7 +41,7 @@ from agemem_gym.summarizers import Summarizer, make_summarizer
 from agemem_gym.task import Paragraph, Task, TaskSuite
 from agemem_gym.tools import TOOL_NAMES, ToolResult, ToolRuntime, ToolSettings, execute, render_results, tool_schemas
 
-__all__ = ["AgeMemEnv", "EpisodeConfig"]
+__all__ = ["SHORT_EPISODE", "AgeMemEnv", "EpisodeConfig"]
 
 STATE_VERSION = 1
 
@@ -94,6 +95,14 @@ class EpisodeConfig:
         if unknown:
             raise ConfigError(f"unknown episode setting(s) {sorted(unknown)}; the settings are {sorted(known)}")
         return replace(self, **changes)
+
+
+SHORT_EPISODE: Mapping[str, int] = MappingProxyType(
+    {"stage1_distractors": 0, "paragraphs_per_turn": 1, "stage2_paragraphs": 1, "max_tool_rounds": 2}
+)
+"""The short episodes that CPU runs, demos and trainer comparisons use (``gym.make(id, episode=dict(SHORT_EPISODE))``):
+stage 1 shares the gold paragraphs only, one a message; stage 2 one distractor; two tool rounds per user message
+(the scripted oracle needs two)."""
 
 
 def _config(cls: Any, spec: Any, name: str) -> Any:

@@ -40,10 +40,11 @@ import gymnasium as gym
 import tyro
 
 import agemem_gym  # noqa: F401  (registers the env ids)
+from agemem_gym.env import SHORT_EPISODE
 
 __all__ = ["Args", "check_args", "main", "run_ours", "run_trl"]
 
-EPISODE = {"stage1_distractors": 0, "stage2_paragraphs": 1, "paragraphs_per_turn": 1, "max_tool_rounds": 2}
+EPISODE = dict(SHORT_EPISODE)
 LEARNING_RATE = {"tiny": 1e-3, "smollm2": 5e-6}
 
 

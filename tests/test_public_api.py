@@ -12,7 +12,7 @@ import pytest
 PUBLIC: dict[str, set[str]] = {
     "agemem_gym": {"ENV_IDS", "__version__", "register_envs"},
     "agemem_gym.chat": {"chat_ids"},
-    "agemem_gym.env": {"AgeMemEnv", "EpisodeConfig"},
+    "agemem_gym.env": {"SHORT_EPISODE", "AgeMemEnv", "EpisodeConfig"},
     "agemem_gym.memory": {
         "AddResult",
         "DedupConfig",

@@ -67,6 +67,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 import agemem_gym  # noqa: F401  (registers the env ids)
+from agemem_gym.env import SHORT_EPISODE
 from agemem_gym.trainers.lora import DEFAULT_TARGETS, adapters_disabled, apply_lora, lora_state_dict
 from agemem_gym.trainers.models import load_model
 from agemem_gym.trainers.policy import Sampling, encode_chat, generate, left_pad, response_logprobs, token_logprobs
@@ -214,12 +215,7 @@ class Args:
 # Short synthetic episodes for CPU work: the gold paragraphs only in stage 1, one distractor in stage 2, and the
 # env's compact system prompt. Two tool rounds per user message is the fewest under which the scripted oracle
 # finishes (it stores, then updates; with one round it is truncated, R -1.11 instead of +0.995 on 20 tasks).
-_SHORT_EPISODES = json.dumps(
-    {
-        "episode": {"stage1_distractors": 0, "paragraphs_per_turn": 1, "stage2_paragraphs": 1, "max_tool_rounds": 2},
-        "prompt_style": "compact",
-    }
-)
+_SHORT_EPISODES = json.dumps({"episode": dict(SHORT_EPISODE), "prompt_style": "compact"})
 
 _THREE_STAGE_IDS = ("AgeMem-Synthetic-v0", "AgeMem-HotpotQA-v0")
 

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from agemem_gym.agents import answer, make_policy, tool_call
+from agemem_gym.env import SHORT_EPISODE
 from agemem_gym.evaluation import evaluate
 from agemem_gym.trainers import grpo, sft
 from agemem_gym.trainers.plots import MEMORY_PANELS, plot_metrics, read_metrics
@@ -81,12 +82,7 @@ REPORTED: dict[str, str] = {
 
 def easy_short_episodes(max_tool_rounds: int = 2) -> dict[str, Any]:
     """Env kwargs: difficulty "easy", the gold paragraphs only in stage 1, one distractor in stage 2, compact prompt."""
-    episode = {
-        "stage1_distractors": 0,
-        "paragraphs_per_turn": 1,
-        "stage2_paragraphs": 1,
-        "max_tool_rounds": max_tool_rounds,
-    }
+    episode = {**SHORT_EPISODE, "max_tool_rounds": max_tool_rounds}
     return {"difficulty": "easy", "episode": episode, "prompt_style": "compact"}
 
 
