@@ -105,3 +105,28 @@ def test_memory_panels_draw_every_tool_key(tmp_path: Path) -> None:
     metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = plot_metrics(metrics, tmp_path / "memory.png", MEMORY_PANELS)
     assert out.stat().st_size > 1000
+
+
+def test_word_tokenizer_makes_every_world_name_one_token_and_survives_a_save(tmp_path: Path) -> None:
+    from agemem_gym.envs.synthetic import name_vocabulary
+    from agemem_gym.trainers.models import load_model, tiny_model, word_tokenizer
+
+    tok = word_tokenizer([*name_vocabulary(), "was", "born", "in"])
+    suite = make_synthetic_suite(10, seed=1, difficulty="easy", config=SyntheticConfig(recall_ratio=1.0))
+    for task in suite:  # a world the vocabulary was not built from: every name word is still one token
+        for fact in task.supporting_facts:
+            words = fact.text.rstrip(".").split(" ")
+            ids = tok(fact.text, add_special_tokens=False)["input_ids"]
+            assert len(ids) == 2 * len(words)  # each word one token, each space one, and the full stop
+            assert tok.decode(ids) == fact.text
+    odd = 'naïve "quotes" {"content": 12} \u2013 tabs\tand\nnewlines'
+    assert tok.decode(tok(odd, add_special_tokens=False)["input_ids"]) == odd  # bytes for what is not a word
+    model = tiny_model(seed=0, tokenizer=tok, hidden_size=64)
+    assert model.config.vocab_size == len(tok) and model.config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    _, loaded = load_model(str(tmp_path))  # transformers' Qwen2 tokenizer class would rebuild it byte by byte
+    text = suite[0].supporting_facts[0].text
+    assert loaded(text)["input_ids"] == tok(text)["input_ids"]
+    with pytest.raises(ValueError, match="ASCII letters"):
+        word_tokenizer(["two words"])

@@ -50,10 +50,11 @@ import json
 import re
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -61,11 +62,13 @@ import torch
 
 from agemem_gym.agents import answer, make_policy, tool_call
 from agemem_gym.env import SHORT_EPISODE
+from agemem_gym.envs.synthetic import name_vocabulary
 from agemem_gym.evaluation import evaluate
 from agemem_gym.trainers import grpo, sft
+from agemem_gym.trainers.models import TINY_MODELS, tiny_model, word_tokenizer
 from agemem_gym.trainers.plots import MEMORY_PANELS, plot_metrics, read_metrics
 
-__all__ = ["REPORTED", "Behaviours", "DemoArgs", "easy_short_episodes", "main", "recall_setting"]
+__all__ = ["REPORTED", "Behaviours", "DemoArgs", "easy_short_episodes", "initial_model", "main", "recall_setting"]
 
 ENV_ID = "AgeMem-Synthetic-v0"
 
@@ -93,6 +96,7 @@ def recall_setting(max_tool_rounds: int = 2) -> dict[str, Any]:
 
 _BIRTH = re.compile(r"[^.\n]*? was born in [^.\n]+\.")
 _TOWN = re.compile(r"was born in ([^.\n]+)\.")
+_WORD = re.compile(r"[A-Za-z]+")
 _SUBJECT = re.compile(r"\n\s*([A-Z][\w'’-]*)")
 
 
@@ -156,6 +160,9 @@ class DemoArgs:
     """run folder name; default: learn__{seed}. It holds warm_start/ (the SFT model) and grpo/ (the GRPO run)"""
     model: str = "tiny-128"
     """the model SFT starts from (a tiny random one by default; any name load_model accepts)"""
+    tokenizer: Literal["words", "bytes"] = "words"
+    """for a tiny model: "words" gives it :func:`word_tokenizer` over the synthetic name vocabulary and the words of
+    the SFT turns (every name one token, so copying a name is one step); "bytes" keeps its byte-level tokenizer"""
     sft_episodes: int = 256
     """episodes of the behaviour mixture to imitate, per world (each world's first tasks)"""
     sft_worlds: int = 1
@@ -196,6 +203,23 @@ class DemoArgs:
     """torch CPU threads (the tiny model runs fastest on one; the documented numbers used one); 0: torch's default"""
     progress: bool = True
     """show GRPO's progress bar"""
+
+
+def initial_model(args: DemoArgs, records: list[dict[str, Any]], folder: Path) -> str:
+    """The model SFT starts from: ``args.model`` itself, or for a tiny model with ``tokenizer="words"`` a random
+    one over :func:`word_tokenizer` (the name vocabulary plus every word seen twice in ``records``), saved in
+    ``folder``."""
+    if args.tokenizer == "bytes" or args.model not in TINY_MODELS:
+        return args.model
+    counts: Counter[str] = Counter()
+    for record in records:
+        for text in (record["response"], *(str(m.get("content", "")) for m in record["messages"])):
+            counts.update(_WORD.findall(text))
+    tok = word_tokenizer([*name_vocabulary(), *(w for w, n in counts.items() if n >= 2)])
+    model = tiny_model(seed=args.seed, tokenizer=tok, **TINY_MODELS[args.model])
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
 
 
 def _baseline(policy: str, env_kwargs: dict[str, Any], eval_kwargs: dict[str, Any], tasks: int) -> dict[str, float]:
@@ -241,7 +265,7 @@ def main(args: DemoArgs) -> dict[str, Any]:
         sft.main(
             sft.SFTArgs(
                 out=str(warm_start),
-                model=args.model,
+                model=initial_model(args, records, run_dir / "init"),
                 data=str(run_dir / "sft_records.jsonl"),
                 env_kwargs=json.dumps(setting),
                 epochs=args.sft_epochs,

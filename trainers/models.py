@@ -17,9 +17,11 @@ Three sources, one function (:func:`load_model`):
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ __all__ = [
     "smollm2_gguf_path",
     "tiny_model",
     "tiny_tokenizer",
+    "word_tokenizer",
 ]
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -85,13 +88,30 @@ def load_model(
         # Belt and braces: transformers and huggingface_hub both honour these, and local_files_only below.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=not allow_download)
+    tok = _load_tokenizer(path, local_files_only=not allow_download)
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=not allow_download, dtype=dtype)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token  # safe: padded positions are always masked out
     if tok.chat_template is None:
         tok.chat_template = CHATML_TEMPLATE
     return model, tok
+
+
+def _load_tokenizer(path: str, *, local_files_only: bool) -> PreTrainedTokenizerBase:
+    """AutoTokenizer, except for a local folder whose ``tokenizer.json`` looks words up whole (``ignore_merges``, as
+    :func:`word_tokenizer` writes): the model-specific class AutoTokenizer picks from ``config.json`` (Qwen2's)
+    rebuilds the tokenizer from its vocabulary and merges and drops that setting, so such a file loads as it is."""
+    from transformers import PreTrainedTokenizerFast
+
+    file = Path(path) / "tokenizer.json"
+    if file.is_file():
+        try:
+            spec = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{file} is not a readable tokenizer file ({exc}); re-save the tokenizer") from exc
+        if isinstance(spec, dict) and isinstance(spec.get("model"), dict) and spec["model"].get("ignore_merges"):
+            return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    return AutoTokenizer.from_pretrained(path, local_files_only=local_files_only)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,12 +220,17 @@ def tiny_tokenizer() -> PreTrainedTokenizerBase:
     return tok
 
 
-def tiny_model(seed: int = 0, *, hidden_size: int = 64, num_layers: int = 2) -> PreTrainedModel:
-    """A randomly initialised Qwen2 over the tiny byte vocabulary (~90k parameters at the defaults), seeded."""
+def tiny_model(
+    seed: int = 0, *, hidden_size: int = 64, num_layers: int = 2, tokenizer: PreTrainedTokenizerBase | None = None
+) -> PreTrainedModel:
+    """A randomly initialised Qwen2 (~90k parameters at the defaults), seeded, over the tiny byte vocabulary or over
+    ``tokenizer``'s (e.g. :func:`word_tokenizer`'s): the vocabulary size, pad and end-of-turn ids come from it."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    tok = tokenizer if tokenizer is not None else tiny_tokenizer()
+    pad, eos = tok.pad_token_id, tok.convert_tokens_to_ids("<|im_end|>")
     config = Qwen2Config(
-        vocab_size=256 + len(_TINY_SPECIALS),
+        vocab_size=len(tok),
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers,
@@ -213,14 +238,62 @@ def tiny_model(seed: int = 0, *, hidden_size: int = 64, num_layers: int = 2) -> 
         num_key_value_heads=2,
         max_position_embeddings=8192,
         tie_word_embeddings=True,
-        pad_token_id=256,
+        pad_token_id=pad,
         bos_token_id=None,
-        eos_token_id=258,
+        eos_token_id=eos,
     )
     # Build under a private RNG so that building the model does not move the caller's global RNG.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config)
-    model.generation_config.pad_token_id = 256
-    model.generation_config.eos_token_id = 258
+    model.generation_config.pad_token_id = pad
+    model.generation_config.eos_token_id = eos
     return model
+
+
+# One pre-token per word, digit, whitespace character or other character: words carry no leading space, so a name
+# is the same token after a space, a quote or a newline.
+_WORD_SPLIT = r"[A-Za-z]+|[0-9]|\s|[^A-Za-z0-9\s]"
+
+
+def word_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerBase:
+    """A tokenizer whose every word of ``words`` (ASCII letters) is one token, with the byte tokens of
+    :func:`tiny_tokenizer` (ids 0-255) for everything else, so any text round-trips exactly.
+
+    Text splits into words, single digits, single whitespace characters and single other characters; a word in the
+    vocabulary is one token (looked up whole, no merges), anything else its bytes. For a model too small to learn
+    to copy a name byte by byte in minutes, this makes copying a name one step: the learning demo builds it over
+    the synthetic world's name vocabulary and the words of its training text.
+
+    >>> tok = word_tokenizer(["Korstad", "was", "born", "in"])
+    >>> ids = tok("Korstad was born in Pelon.")["input_ids"]
+    >>> len(ids), tok.decode(ids)
+    (14, 'Korstad was born in Pelon.')
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: b for b, ch in _bytes_to_unicode().items()}
+    for word in sorted(set(words)):
+        if not word.isascii() or not word.isalpha():
+            raise ValueError(f"word_tokenizer: words must be ASCII letters only, got {word!r}; split it first")
+        if len(word) > 1:
+            vocab.setdefault(word, len(vocab))
+    for special in _TINY_SPECIALS:
+        vocab[special] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], ignore_merges=True))
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_WORD_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
