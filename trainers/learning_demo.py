@@ -38,7 +38,11 @@ for the scripted ``no_memory`` baseline on the same tasks. ``curves.png`` plots 
 episodes of 64) and raises R(τ) (-0.305 -> +0.031), but memory quality stays at 0 and retrieval before answering
 falls (0.28 -> 0.14): the byte-level model learns the formats and where to copy from, not to copy names it has not
 seen, so its memories never hold the fact and GRPO learns to avoid the tools. ``tests/test_learning.py`` keeps the
-memory claim as an expected failure. With a model that copies, the same experiment is
+memory claim as an expected failure. ``--tokenizer words`` (every name one token) does not change that: seed 1,
+SFT loss 9.56 -> 0.083 on 1,549 turns, held-out MQ 0 at updates 0 and 8 (retrieval before answering 0.39 -> 0.31,
+R -0.080 -> +0.015), the stored sentences well formed but naming people and towns that are not in the context
+("Mabvel was born in Tevrand." for "Orvgast was born in Eldthil."): it memorises its training turns rather than
+learning to attend to the name. With a model that copies, the same experiment is
 ``--model smollm2 --sft-episodes 40 --sft-epochs 1 --sft-learning-rate 1e-4 --learning-rate 2e-5
 --max-prompt-tokens 256 --max-new-tokens 64 --groups-per-update 2 --group-size 4 --micro-batch-size 8
 --threads 2`` (5-10 minutes an update on 2 CPU cores).
@@ -160,9 +164,10 @@ class DemoArgs:
     """run folder name; default: learn__{seed}. It holds warm_start/ (the SFT model) and grpo/ (the GRPO run)"""
     model: str = "tiny-128"
     """the model SFT starts from (a tiny random one by default; any name load_model accepts)"""
-    tokenizer: Literal["words", "bytes"] = "words"
-    """for a tiny model: "words" gives it :func:`word_tokenizer` over the synthetic name vocabulary and the words of
-    the SFT turns (every name one token, so copying a name is one step); "bytes" keeps its byte-level tokenizer"""
+    tokenizer: Literal["bytes", "words"] = "bytes"
+    """for a tiny model: "bytes" keeps its byte-level tokenizer; "words" gives it :func:`word_tokenizer` over the
+    synthetic name vocabulary and the words of the SFT turns (every name one token, so copying a name is one step;
+    measured with seed 1: it still writes names that are not in its context, MQ 0, see the module docstring)"""
     sft_episodes: int = 256
     """episodes of the behaviour mixture to imitate, per world (each world's first tasks)"""
     sft_worlds: int = 1
