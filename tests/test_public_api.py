@@ -246,6 +246,7 @@ PUBLIC: dict[str, set[str]] = {
         "Behaviours",
         "DemoArgs",
         "easy_short_episodes",
+        "initial_model",
         "main",
         "recall_setting",
     },
