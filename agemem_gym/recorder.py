@@ -1,9 +1,16 @@
-"""Record episodes as versioned JSON Lines, load them back, replay them exactly, and export SFT pairs.
+"""Episode recordings: an action log of whole episodes, as versioned JSON Lines, for exact replay.
 
-A file holds one or more episodes. Each episode is a ``header`` line (format, version, env id and JSON-safe
-kwargs, seed, options, task id), one ``step`` line per agent turn (the action text, the parsed calls, error
-codes, reward and its components, the store diff, and a hash of the observation), and an ``end`` line (the
-final ``info["episode"]``). Observations are not stored: replay regenerates them and checks their hashes.
+A recording (format :data:`FORMAT`, ``"agemem-episodes"``) holds one or more episodes. Each episode is a
+``header`` line (format, version, env id and JSON-safe kwargs, seed, options, task id), one ``step`` line per
+agent turn (the action text, the parsed calls, error codes, reward and its components, the store diff, and a hash
+of the observation), and an ``end`` line (the final ``info["episode"]``). Observations are not stored: replay
+regenerates them and checks their hashes. Lines are appended and flushed as the episode runs, so a crash loses at
+most the line being written.
+
+**Not to be confused with step records** (:mod:`agemem_gym.step_records`), the training format: one
+self-contained sample per turn with its whole prompt (the messages the agent saw), reward, return and R(τ), which
+trainers and adapters read. A recording is the compact, replayable log; :func:`export_sft` replays it into step
+records (the prompts are the replayed env's), which the SFT warm start trains on.
 
 >>> import gymnasium as gym, agemem_gym, tempfile, os
 >>> from agemem_gym.agents import OraclePolicy
@@ -15,6 +22,8 @@ final ``info["episode"]``). Observations are not stored: replay regenerates them
 ...     obs, r, term, trunc, info = env.step(policy.act(obs, info)); done = term or trunc
 >>> env.close()
 >>> replay(load_episodes(path)[0]).matches
+True
+>>> export_sft(load_episodes(path), os.path.join(os.path.dirname(path), "steps.jsonl")) > 0
 True
 """
 
@@ -33,8 +42,9 @@ import gymnasium as gym
 
 from agemem_gym._locks import try_lock
 from agemem_gym.errors import DataError, RecordingLockedError
-from agemem_gym.jsonl import json_line
+from agemem_gym.jsonl import decode_line, json_line
 from agemem_gym.protocol import parse_action
+from agemem_gym.step_records import Act, trajectory_records, write_records
 from agemem_gym.trust import check_env_id
 
 __all__ = [
@@ -48,6 +58,7 @@ __all__ = [
     "merge_recordings",
     "parse_episodes",
     "replay",
+    "to_step_records",
 ]
 
 FORMAT = "agemem-episodes"
@@ -282,14 +293,6 @@ def merge_recordings(sources: Sequence[str | os.PathLike[str]], dest: str | os.P
     return len(chunks)
 
 
-def _decode(raw: bytes) -> Any:
-    """A line's JSON value; ``ValueError`` (JSON, UTF-8 or depth) when it cannot be read."""
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-
-
 def _records(lines: Iterable[bytes], name: str) -> Iterator[tuple[int, Any]]:
     """``(line number, value)`` of every readable line, skipping (with a warning) the lines a crash cut short."""
     cut: tuple[int, str] | None = None  # an unreadable line, forgiven only if a header comes next
@@ -297,14 +300,14 @@ def _records(lines: Iterable[bytes], name: str) -> Iterator[tuple[int, Any]]:
         if not raw.strip():
             continue
         try:
-            rec = _decode(raw)
+            rec = decode_line(raw)
         except ValueError as err:
             if cut is not None:
                 raise DataError(f"{name}:{cut[0]}: not JSON ({cut[1]}); the recording is damaged") from None
             glued = raw.rfind(_HEADER_START)
             if glued > 0:  # an older recorder appended a header straight onto the cut line
                 try:
-                    rec = _decode(raw[glued:])
+                    rec = decode_line(raw[glued:])
                 except ValueError:
                     pass
                 else:
@@ -392,6 +395,79 @@ def replay(
     return ReplayReport(True, len(episode.steps))
 
 
+def to_step_records(
+    episodes: Sequence[RecordedEpisode],
+    *,
+    env: gym.Env[str, str] | None = None,
+    include_invalid: bool = False,
+    tokenizer: Any = None,
+    trust_remote_module: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Replay each episode into step records (:mod:`agemem_gym.step_records`), one per recorded agent turn.
+
+    Each episode is first checked with :func:`replay`; then its actions are played again on the same env, so every
+    record's prompt is the context the agent saw and its rewards are the env's. Episodes that start alike (the same
+    task and reset options) form one group: ``group_id`` ``g{i}-{task_id}`` in order of first appearance,
+    ``trajectory_id`` ``{group_id}/k{k}``. An episode whose recording stops before the env ended it (the recorder
+    was closed mid-episode, or a crash cut it) is ended through the env (reason ``"recording_end"``): its last
+    record is ``truncated`` and carries that closing reward, so R(τ) is the env's for the truncated episode.
+
+    Args:
+        episodes: Recorded episodes (typically an oracle's or a served model's).
+        env: Env to replay on (default: the recorded id and kwargs).
+        include_invalid: Also yield turns whose action was malformed (off: SFT should teach the format). The records
+            that are left out keep their place: ``step`` then skips their index, and ``reward``, ``return_to_go``
+            and ``episode_reward`` of the others are still the whole trajectory's.
+        tokenizer: Adds ``prompt_ids``, ``response_ids`` and ``loss_mask``, as for
+            :func:`~agemem_gym.step_records.collect_records`.
+        trust_remote_module: As for :func:`replay`.
+
+    Raises:
+        DataError: An episode does not replay (another env, data or version); or, without ``env``, its recorded id
+            is unusable or would import a module.
+    """
+    groups: dict[str, tuple[str, int]] = {}  # start key -> (group_id, trajectories so far)
+    for i, ep in enumerate(episodes):
+        options = ep.header.get("options")
+        start = {
+            "task_id": ep.header.get("task_id"),
+            "material_seed": 0,
+            **(options if isinstance(options, dict) else {}),
+        }
+        key = json.dumps(start, sort_keys=True, default=repr)
+        group_id, k = groups.get(key, (f"g{len(groups)}-{start['task_id']}", 0))
+        groups[key] = (group_id, k + 1)
+        made = _make_env(ep, env, trust_remote_module)
+        try:
+            report = replay(ep, env=made)
+            if not report.matches:
+                raise DataError(
+                    f"episode {i} of the recording (task {ep.header.get('task_id')!r:.60}) does not replay: "
+                    f"{report.detail}; export it with env= the env it was recorded on"
+                )
+            records = trajectory_records(
+                made,
+                _recorded_actions(ep),
+                seed=ep.header.get("seed"),
+                options=options if isinstance(options, dict) else None,
+                group_id=group_id,
+                trajectory_id=f"{group_id}/k{k}",
+                tokenizer=tokenizer,
+                max_turns=len(ep.steps) + 1,
+                end_reason="recording_end",
+            )
+        finally:
+            if made is not env:
+                made.close()
+        yield from (r for r in records if include_invalid or r["action_error"] is None)
+
+
+def _recorded_actions(episode: RecordedEpisode) -> Act:
+    """An actor that hands out the episode's recorded actions in order, then None."""
+    actions = iter(episode.actions)
+    return lambda observation, info: next(actions, None)
+
+
 def export_sft(
     episodes: Sequence[RecordedEpisode],
     out_path: str | os.PathLike[str],
@@ -400,8 +476,10 @@ def export_sft(
     include_invalid: bool = False,
     trust_remote_module: bool = False,
 ) -> int:
-    """Write ``{"messages": [...], "tools": [...], "response": "..."}`` JSON Lines, one per agent turn, by
-    replaying each episode (the prompt messages are those the agent saw). Returns the number of pairs written.
+    """Write the step records of ``episodes`` (:func:`to_step_records`) to ``out_path``; returns how many.
+
+    The file is written atomically (:func:`~agemem_gym.step_records.write_records`) and is what
+    ``python -m agemem_gym.trainers.sft --data out_path`` trains on (the trainer also reads a recording directly).
 
     Args:
         episodes: Recorded episodes (typically an oracle's).
@@ -409,17 +487,11 @@ def export_sft(
         env: Env to replay on (default: the recorded id and kwargs).
         include_invalid: Also export turns whose action was malformed (off: SFT should teach the format).
         trust_remote_module: As for :func:`replay`.
+
+    Raises:
+        DataError: As for :func:`to_step_records`; nothing is written then.
     """
-    n = 0
-    tmp = Path(f"{out_path}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for ep in episodes:
-            # Each state first, then its record: the info is what the agent saw before that action.
-            for (_, info, _), rec in zip(_replayed(ep, env, trust_remote_module), ep.steps):
-                if rec["action_error"] is not None and not include_invalid:
-                    continue
-                pair = {"messages": info["messages"], "tools": info["tools"], "response": rec["action"]}
-                f.write(json_line(pair))
-                n += 1
-    os.replace(tmp, out_path)
-    return n
+    records = to_step_records(
+        episodes, env=env, include_invalid=include_invalid, trust_remote_module=trust_remote_module
+    )
+    return write_records(records, out_path)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agemem_gym._validate import check
+from agemem_gym.chat import encode_chat
 from agemem_gym.errors import ConfigError
 from agemem_gym.text import content_words, split_sentences
 
@@ -110,10 +111,8 @@ class TransformersSummarizer:
 
         transcript = "\n".join(f"{m.get('role', '?')}: {m.get('content', '')}" for m in messages)
         chat = [{"role": "user", "content": f"{_SUMMARY_INSTRUCTION}\n\n{transcript}"}]
-        ids = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt")
-        if not isinstance(ids, torch.Tensor):  # some tokenizers return a BatchEncoding
-            ids = ids["input_ids"]
-        ids = ids.to(next(self.model.parameters()).device)
+        prompt, _ = encode_chat(self.tokenizer, chat)
+        ids = torch.tensor([prompt], device=next(self.model.parameters()).device)  # (1, T)
         with torch.inference_mode():
             out = self.model.generate(ids, max_new_tokens=self.max_new_tokens, do_sample=False)
         return str(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)).strip()

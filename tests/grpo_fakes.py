@@ -127,6 +127,7 @@ class FakeMemoryEnv(gym.Env[str, str]):
             reward = sum(c == self.target for c in action) / max(1, len(action)) / 3.0
         else:
             reward = 0.1 if error is None else 0.0
+        components = {"action": reward}  # the contract: the components sum to the step's reward
         self.messages.append({"role": "assistant", "content": action})
         if calls is not None and answer is None:
             self._run_tools(calls)
@@ -135,7 +136,8 @@ class FakeMemoryEnv(gym.Env[str, str]):
             if self.stage == 3:
                 terminated = True
                 if self.reward_mode == "secret":
-                    reward += float(answer is not None and self.secret in answer)
+                    components["task"] = float(answer is not None and self.secret in answer)
+                    reward += components["task"]
             else:
                 self._next_stage()
         else:
@@ -145,11 +147,13 @@ class FakeMemoryEnv(gym.Env[str, str]):
         self.total += reward
         truncated = not terminated and self.steps >= 20
         info = self._info(error)
+        info["reward_components"] = components
         if terminated or truncated:
             penalty = 0.0
             if truncated:  # as AgeMemEnv: P_rounds, and the no-answer score
                 penalty, answer = TRUNCATION_PENALTY, None
                 reward += penalty
+                components["penalty"] = penalty
                 self.total += penalty
             info["episode"] = self._summary(answer, penalty)
         return self._obs(), reward, terminated, truncated, info
@@ -159,6 +163,7 @@ class FakeMemoryEnv(gym.Env[str, str]):
         self.total += TRUNCATION_PENALTY
         self.truncations.append(reason)
         info = self._info(None)
+        info["reward_components"] = {"penalty": TRUNCATION_PENALTY}
         info["episode"] = self._summary(None, TRUNCATION_PENALTY)
         info["truncation_reason"] = reason
         return self._obs(), TRUNCATION_PENALTY, False, True, info

@@ -11,7 +11,7 @@ import pytest
 
 PUBLIC: dict[str, set[str]] = {
     "agemem_gym": {"ENV_IDS", "__version__", "register_envs"},
-    "agemem_gym.chat": {"chat_ids"},
+    "agemem_gym.chat": {"encode_chat"},
     "agemem_gym.env": {"SHORT_EPISODE", "AgeMemEnv", "EpisodeConfig"},
     "agemem_gym.memory": {
         "AddResult",
@@ -42,7 +42,7 @@ PUBLIC: dict[str, set[str]] = {
         "split_sentences",
         "words",
     },
-    "agemem_gym.jsonl": {"json_line"},
+    "agemem_gym.jsonl": {"decode_line", "json_line", "read_jsonl", "write_jsonl"},
     "agemem_gym.trust": {"check_env_id"},
     "agemem_gym.tools": {
         "TOOL_ALIASES",
@@ -152,6 +152,19 @@ PUBLIC: dict[str, set[str]] = {
     },
     "agemem_gym.task": {"Paragraph", "SupportingFact", "Task", "TaskSuite"},
     "agemem_gym.spaces": {"UnicodeText"},
+    "agemem_gym.step_records": {
+        "Act",
+        "AgentPolicy",
+        "RECORD_FIELDS",
+        "SCHEMA_VERSION",
+        "TOKEN_FIELDS",
+        "collect_records",
+        "read_records",
+        "tokenize_step",
+        "trajectory_records",
+        "validate_record",
+        "write_records",
+    },
     "agemem_gym.recorder": {
         "FORMAT",
         "RecordEpisodes",
@@ -163,6 +176,7 @@ PUBLIC: dict[str, set[str]] = {
         "merge_recordings",
         "parse_episodes",
         "replay",
+        "to_step_records",
     },
     "agemem_gym.serve": {"TOKEN_ENV_VAR", "ServeArgs", "create_app", "main", "serve"},
     "agemem_gym.evaluation": {

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from agemem_gym._validate import check_field
-from agemem_gym.chat import chat_ids
+from agemem_gym.chat import encode_chat  # re-exported: the core's one chat encoder builds every rollout prompt
 from agemem_gym.errors import ConfigError
 
 __all__ = [
@@ -75,23 +75,6 @@ class Turn:
     logprobs: list[float]
     text: str
     finish: FinishReason
-
-
-def encode_chat(
-    tokenizer: Any,
-    messages: Sequence[dict[str, str]],
-    *,
-    max_prompt_tokens: int | None = None,
-    tools: list[dict[str, Any]] | None = None,
-) -> tuple[list[int], int]:
-    """Render ``messages`` with the chat template (plus the assistant header) and tokenise it.
-
-    Returns the prompt ids and how many tokens were cut: a prompt longer than ``max_prompt_tokens`` keeps its last
-    ``max_prompt_tokens`` tokens (the most recent context and the assistant header), like TRL's left truncation.
-    """
-    ids = chat_ids(tokenizer, messages, tools=tools)
-    cut = max(0, len(ids) - max_prompt_tokens) if max_prompt_tokens else 0
-    return ids[cut:], cut
 
 
 def left_pad(

@@ -2,14 +2,23 @@
 
 Runs:
     python -m agemem_gym.trainers.sft --policy oracle --episodes 64 --out runs/sft-smollm2
-    python -m agemem_gym.trainers.sft --data pairs.jsonl --out runs/sft-smollm2
+    python -m agemem_gym.trainers.sft --data steps.jsonl --out runs/sft-smollm2       # step records
+    python -m agemem_gym.trainers.sft --data rec/oracle.jsonl --out runs/sft-smollm2  # an episode recording
     python -m agemem_gym.trainers.grpo --model runs/sft-smollm2 ...        # then GRPO from the warm start
 
-Records are ``{"messages": [...], "response": "..."}``: the context the env showed (``info["messages"]``) and the
-action text the scripted policy answered. Prompts are tokenised exactly as in GRPO rollouts
-(:func:`~agemem_gym.trainers.policy.encode_chat`) and the loss covers the response tokens only (plus EOS, the
-end-of-turn token the chat template would write). The warm-started model is saved as a plain folder (LoRA merged),
-so that GRPO's reference policy is the warm-started model.
+The data are step records (:mod:`agemem_gym.step_records`, the project's one training format): ``--policy``
+collects them (``--save-data`` keeps them), ``--data`` reads a file of them, or an episode recording
+(:mod:`agemem_gym.recorder`), which is replayed into step records of its well-formed turns. A record's
+``messages`` (the context the env showed, ``info["messages"]``) is the prompt and its ``response`` (the action text
+the policy answered) the target; a record whose ``loss_mask`` is all 0 is left out. Prompts are tokenised exactly as
+in GRPO rollouts (:func:`~agemem_gym.chat.encode_chat`; token ids stored in the records are not used, since they may
+come from another tokenizer) and the loss covers the response tokens only (plus EOS, the end-of-turn token the chat
+template would write). The warm-started model is saved as a plain folder (LoRA merged), so that GRPO's reference
+policy is the warm-started model.
+
+A file of the earlier SFT pair format (``{"messages", "response"}`` lines) is refused with the fix: collect the
+records again with ``--policy NAME --save-data FILE``, or export them from the episode recording
+(``agemem_gym.recorder.export_sft``).
 """
 
 from __future__ import annotations
@@ -25,62 +34,56 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from agemem_gym.jsonl import json_line
+from agemem_gym.jsonl import decode_line
+from agemem_gym.recorder import load_episodes, to_step_records
+from agemem_gym.step_records import collect_records, read_records, tokenize_step, write_records
 from agemem_gym.trainers.lora import DEFAULT_TARGETS, apply_lora, merge_lora
 from agemem_gym.trainers.models import load_model
-from agemem_gym.trainers.policy import encode_chat, response_logprobs
+from agemem_gym.trainers.policy import response_logprobs
 
 __all__ = ["SFTArgs", "collect_pairs", "encode_pair", "main", "read_jsonl", "sft_loss", "train_sft", "write_jsonl"]
 
 
 def collect_pairs(env: Any, policy: Any, task_ids: Iterable[Any], *, seed: int = 0) -> list[dict[str, Any]]:
-    """Run ``policy`` (``reset(info)``, ``act(observation, info) -> str``) for one episode per task; one record a turn."""
-    records: list[dict[str, Any]] = []
-    for task_id in task_ids:
-        observation, info = env.reset(seed=seed, options={"task_id": task_id})
-        policy.reset(info)
-        done = False
-        while not done:
-            action = policy.act(observation, info)
-            records.append({"messages": [dict(m) for m in info["messages"]], "response": action})
-            observation, _, terminated, truncated, info = env.step(action)
-            done = terminated or truncated
-    return records
+    """Step records of ``policy`` (``reset(info)``, ``act(observation, info) -> str``), one episode per task
+    reset with ``seed``: :func:`~agemem_gym.step_records.collect_records` with ``group_size=1``."""
+    return list(collect_records(env, policy, task_ids, group_size=1, seed=seed))
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> None:
-    """Write one JSON record per line."""
-    with Path(path).open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json_line(record))  # valid UTF-8 whatever the response holds
+    """Write step records, validated and atomically (:func:`~agemem_gym.step_records.write_records`)."""
+    write_records(records, path)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read ``{"messages", "response"}`` records, one per line; raises ``ValueError`` naming a bad line."""
-    records = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        if (
-            not isinstance(record, dict)
-            or not isinstance(record.get("messages"), list)
-            or not isinstance(record.get("response"), str)
-        ):
-            raise ValueError(
-                f"{path}:{n}: expects a record {{'messages': [...], 'response': '...'}}, got {line[:80]!r}"
-            )
-        records.append(record)
-    return records
+    """The step records of a file: a file of step records, or an episode recording (replayed into step records of
+    its well-formed turns, :func:`~agemem_gym.recorder.to_step_records`).
+
+    Raises:
+        DataError: (a ``ValueError``) ``path:line: ...`` naming what is wrong with a line, or the fix for a file of
+            the earlier pair format; or a recording that does not replay.
+    """
+    if _is_recording(path):
+        return list(to_step_records(load_episodes(path)))
+    return list(read_records(path))
+
+
+def _is_recording(path: str | Path) -> bool:
+    """Whether the file's first line is an episode recording's header (:mod:`agemem_gym.recorder`)."""
+    with Path(path).open("rb") as f:
+        first = next((raw for raw in f if raw.strip()), b"")
+    try:
+        value = decode_line(first)
+    except ValueError:
+        return False  # read_records reports the line
+    return isinstance(value, dict) and value.get("type") == "header"
 
 
 def encode_pair(
     tokenizer: Any, record: dict[str, Any], *, max_prompt_tokens: int | None = None
 ) -> tuple[list[int], list[int]]:
-    """Prompt ids (as GRPO rollouts render them) and response ids (the action text, then EOS)."""
-    prompt, _ = encode_chat(tokenizer, record["messages"], max_prompt_tokens=max_prompt_tokens)
-    response = [*tokenizer(record["response"], add_special_tokens=False).input_ids, tokenizer.eos_token_id]
-    return prompt, response
+    """Prompt ids (as GRPO rollouts render them) and response ids (the action text, then EOS) of a step record."""
+    return tokenize_step(tokenizer, record["messages"], record["response"], max_prompt_tokens=max_prompt_tokens)
 
 
 def sft_loss(
@@ -113,7 +116,10 @@ def train_sft(
     seed: int = 0,
     lr_decay: bool = True,
 ) -> list[float]:
-    """Fine-tune ``model`` on the records with AdamW (shuffled each epoch); returns the loss of every step.
+    """Fine-tune ``model`` on step records with AdamW (shuffled each epoch); returns the loss of every step.
+
+    Each record's ``messages`` is the prompt and its ``response`` the target (:func:`encode_pair`); records whose
+    ``loss_mask`` is all 0 are left out.
 
     Each optimizer step takes ``batch_size`` records; with ``micro_batch_size`` they go through the model that many
     at a time, gradients accumulating (same step, a fraction of the activation memory). With ``lr_decay`` the
@@ -121,7 +127,8 @@ def train_sft(
     depend on where the last full-size (noisy) step happened to land.
     """
     micro = micro_batch_size or batch_size
-    pairs = [encode_pair(tokenizer, r, max_prompt_tokens=max_prompt_tokens) for r in records]
+    trained = [r for r in records if any(r.get("loss_mask", (1,)))]  # a record masked out entirely is not a target
+    pairs = [encode_pair(tokenizer, r, max_prompt_tokens=max_prompt_tokens) for r in trained]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate)
     total = epochs * -(-len(pairs) // batch_size)  # optimizer steps in the run
@@ -160,7 +167,8 @@ class SFTArgs:
     model: str = "smollm2"
     """"tiny", "tiny-128", "smollm2", or any HF causal LM name or local folder"""
     data: str | None = None
-    """JSONL file of {"messages", "response"} records; default: collect them with --policy"""
+    """step records (agemem_gym.step_records) or an episode recording (agemem_gym.recorder) to train on; default:
+    collect step records with --policy"""
     policy: str = "oracle"
     """scripted policy from agemem_gym.agents.make_policy that plays the episodes"""
     episodes: int = 32
@@ -170,7 +178,7 @@ class SFTArgs:
     env_kwargs: str = "{}"
     """JSON object passed to gym.make"""
     save_data: str | None = None
-    """also write the collected records to this JSONL file"""
+    """also write the collected step records to this JSONL file (readable with --data)"""
     epochs: int = 2
     """passes over the records"""
     learning_rate: float = 1e-4

@@ -45,7 +45,7 @@ import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
 from agemem_gym.adapters._common import close_episode, since_last_agent_turn
-from agemem_gym.chat import chat_ids
+from agemem_gym.chat import encode_chat
 from agemem_gym.errors import ConfigError
 
 __all__ = ["AGENT_NAME", "AgeMemAgentLoop", "AgentLoopResult", "verl_agent_loop_class"]
@@ -77,7 +77,7 @@ class AgentLoopResult:
 
 
 def _ids(tokenizer: Any, messages: Sequence[Mapping[str, str]], *, generation_prompt: bool) -> list[int]:
-    return chat_ids(tokenizer, messages, generation_prompt=generation_prompt)
+    return encode_chat(tokenizer, messages, generation_prompt=generation_prompt)[0]
 
 
 def _continuation_ids(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> list[int]:

@@ -1,4 +1,4 @@
-"""Tests of the step-record export: schema, R(τ) fill-in, groups, tokenisation, JSONL round trip, validation."""
+"""Tests of the step records (agemem_gym.step_records): schema, R(τ), groups, tokens, JSONL round trip, validation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import gymnasium as gym
 import pytest
 
 import agemem_gym  # noqa: F401
-from agemem_gym.adapters.records import (
+from agemem_gym.agents import NoMemoryPolicy, OraclePolicy, RandomPolicy
+from agemem_gym.errors import ConfigError, DataError
+from agemem_gym.step_records import (
     RECORD_FIELDS,
     SCHEMA_VERSION,
     collect_records,
@@ -20,8 +22,6 @@ from agemem_gym.adapters.records import (
     validate_record,
     write_records,
 )
-from agemem_gym.agents import NoMemoryPolicy, OraclePolicy, RandomPolicy
-from agemem_gym.errors import ConfigError, DataError
 
 SMALL = {"stage1_distractors": 0, "stage2_paragraphs": 1, "max_tool_rounds": 2}
 TASKS = ["syn-medium-s0-000003", "syn-medium-s0-000007"]
