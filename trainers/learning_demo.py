@@ -221,7 +221,8 @@ def initial_model(args: DemoArgs, records: list[dict[str, Any]], folder: Path) -
         for text in (record["response"], *(str(m.get("content", "")) for m in record["messages"])):
             counts.update(_WORD.findall(text))
     tok = word_tokenizer([*name_vocabulary(), *(w for w, n in counts.items() if n >= 2)])
-    model = tiny_model(seed=args.seed, tokenizer=tok, **TINY_MODELS[args.model])
+    shape = TINY_MODELS[args.model]
+    model = tiny_model(seed=args.seed, tokenizer=tok, hidden_size=shape["hidden_size"], num_layers=shape["num_layers"])
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)

@@ -81,7 +81,10 @@ def load_model(
     The returned tokenizer always has a pad token and a chat template.
     """
     if name in TINY_MODELS:
-        model: Any = tiny_model(seed=seed, **TINY_MODELS[name])  # Any: PreTrainedModel.to's signature confuses mypy
+        shape = TINY_MODELS[name]
+        model: Any = tiny_model(
+            seed=seed, hidden_size=shape["hidden_size"], num_layers=shape["num_layers"]
+        )  # Any: PreTrainedModel.to's signature confuses mypy
         return model.to(dtype), tiny_tokenizer()
     path = str(smollm2_folder()) if name.lower() in ("smollm2", "smollm2-135m-instruct") else name
     if not allow_download:
@@ -199,16 +202,11 @@ def _bytes_to_unicode() -> dict[int, str]:
     return mapping
 
 
-def tiny_tokenizer() -> PreTrainedTokenizerBase:
-    """A byte-level tokenizer (ids 0-255 are the bytes, then ``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+def _chatml_tokenizer(backend: Any) -> PreTrainedTokenizerBase:
+    """A byte-level ``tokenizers`` backend as a transformers tokenizer with the tiny specials and ChatML."""
+    from tokenizers import decoders
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {ch: b for b, ch in _bytes_to_unicode().items()}
-    for i, special in enumerate(_TINY_SPECIALS):
-        vocab[special] = 256 + i
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))  # no merges: one token per byte
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
     tok = PreTrainedTokenizerFast(
         tokenizer_object=backend,
@@ -218,6 +216,18 @@ def tiny_tokenizer() -> PreTrainedTokenizerBase:
     )
     tok.chat_template = CHATML_TEMPLATE
     return tok
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """A byte-level tokenizer (ids 0-255 are the bytes, then ``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>``)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {ch: b for b, ch in _bytes_to_unicode().items()}
+    for i, special in enumerate(_TINY_SPECIALS):
+        vocab[special] = 256 + i
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))  # no merges: one token per byte
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    return _chatml_tokenizer(backend)
 
 
 def tiny_model(
@@ -270,8 +280,7 @@ def word_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerBase:
     >>> len(ids), tok.decode(ids)
     (14, 'Korstad was born in Pelon.')
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
     vocab = {ch: b for b, ch in _bytes_to_unicode().items()}
     for word in sorted(set(words)):
@@ -288,12 +297,4 @@ def word_tokenizer(words: Iterable[str]) -> PreTrainedTokenizerBase:
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
-    backend.decoder = decoders.ByteLevel()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<|endoftext|>",
-        eos_token="<|im_end|>",
-        additional_special_tokens=["<|im_start|>"],
-    )
-    tok.chat_template = CHATML_TEMPLATE
-    return tok
+    return _chatml_tokenizer(backend)
