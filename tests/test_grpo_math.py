@@ -8,16 +8,16 @@ import warnings
 import pytest
 import torch
 
-from agemem_gym.trainers.grpo import (
-    Step,
+from agemem_gym.trainers.grpo_math import (
     group_advantages,
     grpo_loss,
     kl_k3,
     make_micro_batches,
     masked_mean,
-    token_logprobs,
     token_weights,
 )
+from agemem_gym.trainers.policy import token_logprobs
+from agemem_gym.trainers.rollouts import Step
 
 
 def test_group_advantages_hand_values() -> None:

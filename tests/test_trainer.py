@@ -16,7 +16,7 @@ import gymnasium as gym
 import pytest
 import torch
 
-from agemem_gym.trainers import grpo
+from agemem_gym.trainers import rollouts
 from agemem_gym.trainers.grpo import (
     Args,
     Trajectory,
@@ -196,7 +196,7 @@ def _scripted_generate(text: str) -> Any:
 def test_capped_episode_gets_the_r_of_the_envs_own_truncation(monkeypatch: pytest.MonkeyPatch) -> None:
     """On the real env a never-answering policy capped at N turns gets the R(τ) the env gives when its own limit
     truncates it at N turns (P_rounds and w_task·P_no-answer included), not the bare sum of its step rewards."""
-    monkeypatch.setattr(grpo, "generate", _scripted_generate(NEVER_ANSWERS))
+    monkeypatch.setattr(rollouts, "generate", _scripted_generate(NEVER_ANSWERS))
     episode = {"stage1_distractors": 0, "stage2_paragraphs": 1, "max_tool_rounds": 5}
     capped_env = gym.make("AgeMem-Synthetic-v0", n_tasks=2, episode=episode)
     limited_env = gym.make("AgeMem-Synthetic-v0", n_tasks=2, episode={**episode, "max_steps": 3})
@@ -404,7 +404,6 @@ def test_rollout_on_the_real_env_survives_issue_15_text(monkeypatch: pytest.Monk
     """A policy that writes the issue's crashing text (huge ints and deep brackets in string arguments, lone
     surrogates) plays whole episodes: every prompt after it still encodes, and the errors are counted."""
     import agemem_gym  # noqa: F401  (registers the ids)
-    from agemem_gym.trainers import grpo
     from agemem_gym.trainers.policy import Turn
 
     bad = [
@@ -420,7 +419,7 @@ def test_rollout_on_the_real_env_survives_issue_15_text(monkeypatch: pytest.Monk
         calls["n"] += 1
         return [Turn(list(p), [1], [0.0], bad[(calls["n"] + i) % len(bad)], "stop") for i, p in enumerate(prompts)]
 
-    monkeypatch.setattr(grpo, "generate", scripted)
+    monkeypatch.setattr(rollouts, "generate", scripted)
     envs = [gym.make("AgeMem-Synthetic-v0", episode={"max_tool_rounds": 2}) for _ in range(2)]
     task = envs[0].unwrapped.suite.task_ids[0]  # type: ignore[attr-defined]
     trajs = rollout(
