@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "EndpointError",
+    "GameableRewardWarning",
     "MemoryNotFoundError",
     "RecordingLockedError",
     "StoreFormatError",
@@ -65,3 +66,11 @@ class MemoryNotFoundError(AgeMemError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable.
         return str(self.args[0]) if self.args else ""
+
+
+class GameableRewardWarning(UserWarning):
+    """A reward setting was chosen that a scripted policy is known to game (see :mod:`agemem_gym.audit`).
+
+    Such settings exist for ablations and for reproducing the paper's literal equations; a policy trained on them
+    learns the exploit. The message names the exploit and the audit figures behind it.
+    """

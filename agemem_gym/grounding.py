@@ -26,12 +26,14 @@ False
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, NamedTuple, get_args
 
 from agemem_gym._validate import check_field
+from agemem_gym.errors import GameableRewardWarning
 from agemem_gym.text import content_words, words
 
 __all__ = [
@@ -82,6 +84,23 @@ class GroundingConfig:
             check_field(self, name, "number", gt=0, le=1)
         check_field(self, "min_overlap", "int", gt=0)
         check_field(self, "preservation", choices=get_args(Preservation))
+        if self.preservation in _GAMEABLE:
+            warnings.warn(
+                f"preservation={self.preservation!r} can be gamed: {_GAMEABLE[self.preservation]} Use it for "
+                "ablations only; the default 'f1' is the setting the reward audit checks",
+                GameableRewardWarning,
+                stacklevel=3,
+            )
+
+
+# What the reward audit (agemem_gym.audit, AgeMem-Synthetic-v0, 30 tasks, reader "none") measured for each
+# ablation of preservation; tests/test_audit.py re-measures it, so the message stays true.
+_GAMEABLE: dict[str, str] = {
+    "recall": "the share of facts alone is maxed by retrieving one memory holding every paragraph "
+    "(padding_blob earns R 0.343 >= honest 0.341).",
+    "key_terms": "the question itself holds its key terms, so any context passes "
+    "(summary_wipe, which summarises the context into one word, earns R 0.392 >= honest 0.382).",
+}
 
 
 _DEFAULT = GroundingConfig()

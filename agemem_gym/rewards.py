@@ -43,7 +43,9 @@ and precision is weighted by distinct content words, so padding, blobs, keyword 
   question, which every policy has). The share alone (``GroundingConfig(preservation="recall")``) is maxed by
   retrieving everything into the context, which an 8,192-token budget barely charges through compression; the
   precision side makes a context cluttered with distractors or a memory dump score lower, so stage 2's clean-up
-  and a focused retrieval pay. ``preservation="key_terms"`` is the paper's literal Eq. 21 (key terms present).
+  and a focused retrieval pay. ``preservation="key_terms"`` is the paper's literal Eq. 21 (key terms present,
+  which the question alone satisfies). Both ablations are gameable, and constructing either warns
+  (:class:`~agemem_gym.errors.GameableRewardWarning`, naming the exploit the audit measured).
 - efficiency (``released_weights`` only): the share of the agent's turns that were well formed with every call
   succeeding (1 for a policy that only answers: calling tools earns nothing by itself).
 - P: P_rounds (Eq. 26) once when a limit ends the episode, P_overflow once at the first overflow, and a

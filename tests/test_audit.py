@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -17,7 +18,8 @@ from agemem_gym.audit import (
     make_audit_policy,
     reward_audit,
 )
-from agemem_gym.errors import ConfigError
+from agemem_gym.errors import ConfigError, GameableRewardWarning
+from agemem_gym.grounding import GroundingConfig
 from tests.data_paths import HOTPOT_SAMPLE, requires_hotpot
 
 EPISODES = 30
@@ -77,3 +79,26 @@ def test_audit_table_and_names() -> None:
         make_audit_policy("nope")
     with pytest.raises(ConfigError, match=r"pass env=env\.unwrapped"):
         make_audit_policy("oracle")
+
+
+@pytest.mark.parametrize(("preservation", "exploit"), [("recall", "padding_blob"), ("key_terms", "summary_wipe")])
+def test_preservation_ablations_warn_and_are_gameable(preservation: str, exploit: str) -> None:
+    """The two ablations of preservation warn that they can be gamed, and the exploit the warning names is real:
+    it earns at least the honest policy's R under the ablation, and less than it under the default."""
+    with pytest.warns(GameableRewardWarning, match=rf"preservation='{preservation}' can be gamed: .*{exploit}"):
+        grounding = GroundingConfig(preservation=preservation)  # type: ignore[arg-type]
+    rows = {}
+    for config in (grounding, GroundingConfig()):
+        env = gym.make("AgeMem-Synthetic-v0", grounding=config)
+        table = reward_audit(env, ["honest", exploit], episodes=EPISODES, seed=0, reader="none")
+        rows[config.preservation] = {r["policy"]: r["R"] for r in table}
+    assert rows[preservation][exploit] >= rows[preservation]["honest"]
+    assert rows["f1"][exploit] < rows["f1"]["honest"]
+
+
+def test_default_grounding_does_not_warn() -> None:
+    """The default setting, the one the audit above checks, raises no gameable-reward warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GameableRewardWarning)
+        GroundingConfig()
+        gym.make("AgeMem-Synthetic-v0")

@@ -144,6 +144,7 @@ PUBLIC: dict[str, set[str]] = {
         "ConfigError",
         "DataError",
         "EndpointError",
+        "GameableRewardWarning",
         "MemoryNotFoundError",
         "RecordingLockedError",
         "StoreFormatError",
