@@ -8,7 +8,6 @@ observation.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -19,14 +18,15 @@ from typing import Any, Literal, get_args
 import gymnasium as gym
 import numpy as np
 
+from agemem_gym._tool_env import MemoryToolsEnv, config
 from agemem_gym._validate import check, check_field
-from agemem_gym.context import Context, MessageKind, hybrid_similarity, make_token_counter
-from agemem_gym.embedders import Embedder, make_embedder
+from agemem_gym.context import Context, MessageKind
+from agemem_gym.embedders import Embedder
 from agemem_gym.errors import ConfigError
 from agemem_gym.grounding import GroundingConfig
 from agemem_gym.memory import MemoryStore, StoreConfig
 from agemem_gym.prompts import PromptStyle, question_turn, stage_turn, system_prompt
-from agemem_gym.protocol import Action, ProtocolConfig, display_text, parse_action
+from agemem_gym.protocol import Action, ProtocolConfig, parse_action
 from agemem_gym.rewards import (
     AnswerMetric,
     EpisodeLedger,
@@ -36,14 +36,11 @@ from agemem_gym.rewards import (
     RewardWeights,
     resolve_weights,
 )
-from agemem_gym.spaces import UnicodeText
-from agemem_gym.summarizers import Summarizer, make_summarizer
+from agemem_gym.summarizers import Summarizer
 from agemem_gym.task import Paragraph, Task, TaskSuite
-from agemem_gym.tools import TOOL_NAMES, ToolResult, ToolRuntime, ToolSettings, execute, render_results, tool_schemas
+from agemem_gym.tools import TOOL_NAMES, ToolResult, ToolSettings
 
 __all__ = ["SHORT_EPISODE", "AgeMemEnv", "EpisodeConfig"]
-
-STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -105,22 +102,6 @@ stage 1 shares the gold paragraphs only, one a message; stage 2 one distractor; 
 (the scripted oracle needs two)."""
 
 
-def _config(cls: Any, spec: Any, name: str) -> Any:
-    """A frozen config dataclass from None (defaults), an instance, or a mapping of its fields."""
-    if spec is None:
-        return cls()
-    if isinstance(spec, cls):
-        return spec
-    if isinstance(spec, Mapping):
-        known = {f.name for f in fields(cls)}
-        unknown = set(spec) - known
-        if unknown:
-            raise ConfigError(f"{name!r}: unknown field(s) {sorted(unknown)}; the fields are {sorted(known)}")
-        # Configs with nested configs (StoreConfig.dedup) build those from mappings too, so JSON kwargs work.
-        return cls.from_dict(spec) if hasattr(cls, "from_dict") else cls(**spec)
-    raise ConfigError(f"{name!r} must be None, a {cls.__name__} or a mapping of its fields, got {spec!r}")
-
-
 @dataclass
 class _Episode:
     """Everything that changes during an episode except the store and the context."""
@@ -144,7 +125,7 @@ class _Episode:
 _STAGE_KIND: dict[int, MessageKind] = {1: "material", 2: "distractor", 3: "question"}
 
 
-class AgeMemEnv(gym.Env[str, str]):
+class AgeMemEnv(MemoryToolsEnv[_Episode]):
     """AgeMem's three-stage memory-management environment over a suite of multi-hop questions.
 
     ## Description
@@ -209,8 +190,6 @@ class AgeMemEnv(gym.Env[str, str]):
       episode returns from earlier checkouts are not comparable).
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012  (Gymnasium's convention)
-
     def __init__(
         self,
         suite: TaskSuite,
@@ -232,47 +211,31 @@ class AgeMemEnv(gym.Env[str, str]):
     ) -> None:
         if not isinstance(suite, TaskSuite):
             raise ConfigError(f"'suite' must be a TaskSuite, got {type(suite).__name__}")
-        if prompt_style not in ("paper", "compact"):
-            raise ConfigError(f"'prompt_style' must be 'paper' or 'compact', got {prompt_style!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigError(
-                f"'render_mode' must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
         if judge is not None and not callable(judge):
             raise ConfigError(f"'judge' must be a callable (question, prediction, gold) -> float, got {judge!r}")
+        self._set_up(
+            embedder=embedder,
+            penalties=penalties,
+            tools=tools,
+            protocol=protocol,
+            store=store,
+            prompt_style=prompt_style,
+            tokenizer=tokenizer,
+            summarizer=summarizer,
+            render_mode=render_mode,
+        )
         self.suite = suite.split(split)
-        self.embedder = make_embedder(embedder)
         self.weights = resolve_weights(reward_weights)
-        self.episode_config: EpisodeConfig = _config(EpisodeConfig, episode, "episode")
-        self.penalties: PenaltyConfig = _config(PenaltyConfig, penalties, "penalties")
-        self.tool_settings: ToolSettings = _config(ToolSettings, tools, "tools")
-        self.protocol: ProtocolConfig = _config(ProtocolConfig, protocol, "protocol")
-        self.store_config: StoreConfig = _config(StoreConfig, store, "store")
-        self.grounding: GroundingConfig = _config(GroundingConfig, grounding, "grounding")
+        self.episode_config: EpisodeConfig = config(EpisodeConfig, episode, "episode")
+        self.grounding: GroundingConfig = config(GroundingConfig, grounding, "grounding")
         self.rules = RewardRules(self.weights, self.penalties, self.grounding, judge=judge)
         self._rules = self.rules  # this episode's rules (its answer metric may be a reset option)
-        self.prompt_style: PromptStyle = prompt_style
         self.judge = judge
-        self.render_mode = render_mode
-        self._token_counter = make_token_counter(tokenizer)
-        self._summarizer = make_summarizer(summarizer)
-        self._similarity = hybrid_similarity(self.embedder)
-        self._tools = tool_schemas()
-        self._tools_json = json.dumps(self._tools)  # info["tools"] is decoded from this: 5x cheaper than deepcopy
-
-        self.action_space = UnicodeText(max_length=self.protocol.max_action_chars)
-        self.observation_space = UnicodeText(max_length=10_000_000)
-
-        self.store = MemoryStore(self.embedder, config=self.store_config)
         self.context = self._new_context(self.episode_config)
-        self._ep: _Episode | None = None
 
     # ---- set-up ----
     def _new_context(self, config: EpisodeConfig) -> Context:
-        prompt = system_prompt(self.prompt_style, self._tools, config.context_budget)
-        return Context(
-            prompt, token_counter=self._token_counter, summarizer=self._summarizer, similarity=self._similarity
-        )
+        return self._context_with(system_prompt(self.prompt_style, self._tools, config.context_budget))
 
     def _material(
         self, task: Task, config: EpisodeConfig, material_seed: int
@@ -390,11 +353,6 @@ class AgeMemEnv(gym.Env[str, str]):
             self._rules.show(ep.ledger, (p.title for p in ep.paragraphs[0][ep.turn]))
         self.context.append("user", ep.turns[ep.stage - 1][ep.turn], kind=_STAGE_KIND[ep.stage], stage=ep.stage)
 
-    def _require(self) -> _Episode:
-        if self._ep is None:
-            raise gym.error.ResetNeeded("call reset() before step(), get_state() or render()")
-        return self._ep
-
     # ---- stepping ----
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Apply one agent turn. See the class docstring for the protocol, rewards and episode end."""
@@ -408,9 +366,7 @@ class AgeMemEnv(gym.Env[str, str]):
         results: list[ToolResult] = []
         penalty, task_term, terminated = 0.0, 0.0, False
 
-        shown = display_text(action)  # lone surrogates (rejected as invalid_unicode) would break UTF-8 downstream
-        if len(shown) > self.protocol.max_action_chars:
-            shown = shown[: self.protocol.max_action_chars] + " …[truncated]"
+        shown = self._shown(action)
         if parsed.kind == "invalid":
             assert parsed.error is not None
             penalty += rules.turn(ledger, ep.stage, [], parsed.error.code.value)
@@ -420,12 +376,8 @@ class AgeMemEnv(gym.Env[str, str]):
             )
             ep.tool_rounds += 1
         elif parsed.kind == "tool_call":
-            runtime = ToolRuntime(self.store, self.context, self.tool_settings, step=ep.steps, stage=ep.stage)
-            results = [execute(call, runtime) for call in parsed.tool_calls]
+            results = self._tool_turn(parsed.tool_calls, shown, step=ep.steps, stage=ep.stage)
             penalty += rules.turn(ledger, ep.stage, results, None)
-            # The action and its results follow the edits, so a summary never swallows the call that made it.
-            self.context.append("assistant", shown, kind="action", stage=ep.stage)
-            self.context.append("tool", render_results(results), kind="tool_result", stage=ep.stage)
             ep.tool_rounds += 1
         else:
             terminated, task_term = self._answer(parsed, shown)
@@ -583,14 +535,7 @@ class AgeMemEnv(gym.Env[str, str]):
     def get_state(self) -> dict[str, Any]:
         """A deep snapshot of the whole world (episode, ledger, context, long-term store, RNG) for branching
         rollouts and exact replay. Picklable; restoring it with :meth:`set_state` reproduces every later step."""
-        ep = self._require()
-        return {
-            "version": STATE_VERSION,
-            "episode": copy.deepcopy(ep),
-            "context": self.context.snapshot(),
-            "store": self.store.snapshot(),
-            "np_random": copy.deepcopy(self.np_random.bit_generator.state),
-        }
+        return self._snapshot()
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore a snapshot taken by :meth:`get_state` on an env with the same configuration.
@@ -598,27 +543,8 @@ class AgeMemEnv(gym.Env[str, str]):
         Raises:
             ConfigError: The snapshot is not one, or is of another version.
         """
-        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
-            raise ConfigError(
-                f"set_state expects a snapshot from get_state() (version {STATE_VERSION}), "
-                f"got {type(state).__name__} with version {getattr(state, 'get', lambda _k: None)('version')!r}"
-            )
-        ep: _Episode = copy.deepcopy(state["episode"])
-        store = MemoryStore(self.embedder, config=self.store_config)
-        store.restore(state["store"])
-        context = self._new_context(ep.config)
-        context.restore(state["context"])
-        self.np_random.bit_generator.state = copy.deepcopy(state["np_random"])
-        self._ep, self.store, self.context = ep, store, context
+        ep = self._restore(state, lambda ep: self._new_context(ep.config))
         self._rules = replace(self.rules, answer_metric=ep.config.answer_metric)
-
-    # ---- rendering ----
-    def render(self) -> str | None:
-        """With ``render_mode="ansi"``, the rendered context (the observation); otherwise None."""
-        if self.render_mode == "ansi":
-            self._require()
-            return self.context.render()
-        return None
 
     @property
     def task(self) -> Task:

@@ -27,7 +27,6 @@ next (the context starts afresh every episode, as a new conversation would).
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import time
@@ -39,18 +38,17 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from agemem_gym._tool_env import MemoryToolsEnv, config
 from agemem_gym._validate import check, check_field
-from agemem_gym.context import Context, hybrid_similarity, make_token_counter
-from agemem_gym.embedders import Embedder, make_embedder
-from agemem_gym.env import _config
+from agemem_gym.context import Context
+from agemem_gym.embedders import Embedder
 from agemem_gym.errors import ConfigError
 from agemem_gym.memory import MemoryStore, StoreConfig
 from agemem_gym.prompts import PromptStyle, system_prompt
-from agemem_gym.protocol import ProtocolConfig, display_text, parse_action
+from agemem_gym.protocol import ProtocolConfig, parse_action
 from agemem_gym.rewards import PenaltyConfig
-from agemem_gym.spaces import UnicodeText
-from agemem_gym.summarizers import Summarizer, make_summarizer
-from agemem_gym.tools import TOOL_NAMES, ToolResult, ToolRuntime, ToolSettings, execute, render_results, tool_schemas
+from agemem_gym.summarizers import Summarizer
+from agemem_gym.tools import TOOL_NAMES, ToolResult, ToolSettings
 
 __all__ = [
     "GAME_ACTION_ERROR",
@@ -62,7 +60,6 @@ __all__ = [
     "normalize_command",
 ]
 
-STATE_VERSION = 1
 GAME_ACTION_ERROR = "invalid_game_action"
 """``info["action_error"]`` when an ``<answer>`` names no valid action of a game that has a fixed action set."""
 
@@ -165,7 +162,7 @@ _GAME_SECTION = """
 Your <answer> is your next action in the game, written exactly as one of its actions (for example <answer>{example}</answer>). A tool call does not move the game; every <answer> does. The game's reply comes back as the next user message."""
 
 
-class TextGameEnv(gym.Env[str, str]):
+class TextGameEnv(MemoryToolsEnv[_Episode]):
     """A text game played under AgeMem's protocol, with long-term memory and an editable context.
 
     ## Description
@@ -232,7 +229,6 @@ class TextGameEnv(gym.Env[str, str]):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012  (Gymnasium's convention)
     # The scripted policies of a suite by name, each made from (env, seed): what agemem-eval runs on it.
     SCRIPTED: ClassVar[Mapping[str, Callable[[Any, int], Any]]] = {}
 
@@ -270,35 +266,22 @@ class TextGameEnv(gym.Env[str, str]):
                 f"string); {type(game).__name__} lacks {missing or ['instructions (a str)']}"
             )
         check("lifelong", lifelong, "bool")
-        if prompt_style not in ("paper", "compact"):
-            raise ConfigError(f"'prompt_style' must be 'paper' or 'compact', got {prompt_style!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigError(
-                f"'render_mode' must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
+        self._set_up(
+            embedder=embedder,
+            penalties=penalties,
+            tools=tools,
+            protocol=protocol,
+            store=store,
+            prompt_style=prompt_style,
+            tokenizer=tokenizer,
+            summarizer=summarizer,
+            render_mode=render_mode,
+        )
         self.game = game
         self.lifelong = lifelong
-        self.embedder = make_embedder(embedder)
-        self.episode_config: TextEpisodeConfig = _config(TextEpisodeConfig, episode, "episode")
-        self.penalties: PenaltyConfig = _config(PenaltyConfig, penalties, "penalties")
-        self.tool_settings: ToolSettings = _config(ToolSettings, tools, "tools")
-        self.protocol: ProtocolConfig = _config(ProtocolConfig, protocol, "protocol")
-        self.store_config: StoreConfig = _config(StoreConfig, store, "store")
-        self.prompt_style: PromptStyle = prompt_style
-        self.render_mode = render_mode
-        self._token_counter = make_token_counter(tokenizer)
-        self._summarizer = make_summarizer(summarizer)
-        self._similarity = hybrid_similarity(self.embedder)
-        self._tools = tool_schemas()
-        self._tools_json = json.dumps(self._tools)
-
-        self.action_space = UnicodeText(max_length=self.protocol.max_action_chars)
-        self.observation_space = UnicodeText(max_length=10_000_000)
-
-        self.store = MemoryStore(self.embedder, config=self.store_config)
+        self.episode_config: TextEpisodeConfig = config(TextEpisodeConfig, episode, "episode")
         self.context = self._new_context(self.episode_config)
         self._episodes_started = 0
-        self._ep: _Episode | None = None
 
     # ---- set-up ----
     def _new_context(self, config: TextEpisodeConfig) -> Context:
@@ -307,9 +290,7 @@ class TextGameEnv(gym.Env[str, str]):
         prompt = system_prompt(self.prompt_style, self._tools, config.context_budget) + _GAME_SECTION.format(
             instructions=self.game.instructions.strip(), example=example
         )
-        return Context(
-            prompt, token_counter=self._token_counter, summarizer=self._summarizer, similarity=self._similarity
-        )
+        return self._context_with(prompt)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         """Start a game. See the class docstring (Starting State) for ``seed`` and ``options``.
@@ -345,11 +326,6 @@ class TextGameEnv(gym.Env[str, str]):
                 text += "\nValid actions: " + ", ".join(valid)
         self.context.append("user", text, kind="material", stage=1)
 
-    def _require(self) -> _Episode:
-        if self._ep is None:
-            raise gym.error.ResetNeeded("call reset() before step(), get_state() or render()")
-        return self._ep
-
     # ---- stepping ----
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Apply one agent turn. See the class docstring for the protocol, rewards and episode end."""
@@ -358,9 +334,7 @@ class TextGameEnv(gym.Env[str, str]):
             raise gym.error.ResetNeeded("the episode has ended; call reset() before stepping again")
         ep.turns += 1
         parsed = parse_action(action, self.protocol)
-        shown = display_text(action)
-        if len(shown) > self.protocol.max_action_chars:
-            shown = shown[: self.protocol.max_action_chars] + " …[truncated]"
+        shown = self._shown(action)
         results: list[ToolResult] = []
         penalty, game_reward = 0.0, 0.0
         terminated = game_truncated = False
@@ -372,17 +346,13 @@ class TextGameEnv(gym.Env[str, str]):
             error = parsed.error.code.value
             self._feedback(shown, f"error {error}: {parsed.error.message}")
         elif parsed.kind == "tool_call":
-            runtime = ToolRuntime(self.store, self.context, self.tool_settings, step=ep.turns, stage=1)
-            results = [execute(call, runtime) for call in parsed.tool_calls]
+            results = self._tool_turn(parsed.tool_calls, shown, step=ep.turns, stage=1)
             for r in results:
                 if r.name in TOOL_NAMES:
                     ep.tool_counts[r.name] += 1
                 if r.error is not None:
                     ep.error_counts[r.error.code.value] += 1
                     penalty += self.penalties.format_error
-            # The turn and its results follow the edits, so a summary never swallows the call that made it.
-            self.context.append("assistant", shown, kind="action", stage=1)
-            self.context.append("tool", render_results(results), kind="tool_result", stage=1)
             ep.tool_rounds += 1
             error = next((r.error.code.value for r in results if r.error is not None), None)
         else:
@@ -512,16 +482,7 @@ class TextGameEnv(gym.Env[str, str]):
             NotImplementedError: The game has no ``get_state``/``set_state`` (its message says what to do).
         """
         get, _ = self._game_snapshots()
-        ep = self._require()
-        return {
-            "version": STATE_VERSION,
-            "episode": copy.deepcopy(ep),
-            "episodes_started": self._episodes_started,
-            "context": self.context.snapshot(),
-            "store": self.store.snapshot(),
-            "np_random": copy.deepcopy(self.np_random.bit_generator.state),
-            "game": get(),
-        }
+        return self._snapshot(episodes_started=self._episodes_started, game=get())
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore a snapshot taken by :meth:`get_state` on an env with the same configuration and game.
@@ -531,28 +492,9 @@ class TextGameEnv(gym.Env[str, str]):
             NotImplementedError: The game has no ``get_state``/``set_state``.
         """
         _, put = self._game_snapshots()
-        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
-            raise ConfigError(
-                f"set_state expects a snapshot from get_state() (version {STATE_VERSION}), "
-                f"got {type(state).__name__} with version {getattr(state, 'get', lambda _k: None)('version')!r}"
-            )
-        ep: _Episode = copy.deepcopy(state["episode"])
-        store = MemoryStore(self.embedder, config=self.store_config)
-        store.restore(state["store"])
-        context = self._new_context(ep.config)
-        context.restore(state["context"])
+        self._restore(state, lambda ep: self._new_context(ep.config))
         put(state["game"])
-        self.np_random.bit_generator.state = copy.deepcopy(state["np_random"])
-        self._ep, self.store, self.context = ep, store, context
         self._episodes_started = int(state["episodes_started"])
-
-    # ---- rendering ----
-    def render(self) -> str | None:
-        """With ``render_mode="ansi"``, the rendered context (the observation); otherwise None."""
-        if self.render_mode == "ansi":
-            self._require()
-            return self.context.render()
-        return None
 
 
 # ---- evaluation ----
