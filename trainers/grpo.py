@@ -45,7 +45,9 @@ step's tokens, then 1/|E| over the batch's steps).
 The file holds the settings (``Args``, presets, the CLI) and the loop; the parts it calls each live in one module:
 ``grpo_math`` (advantages, loss, micro-batches: pure tensor functions), ``rollouts`` (playing episodes, task
 draws, episode metrics), ``checkpoint`` (save, load, and where a run starts, reference model included) and
-``distributed`` (ranks, devices, collectives under torchrun).
+``distributed`` (ranks, devices, collectives under torchrun). It is ~700 lines because the settings are a third
+of it (``Args``: every flag with its documentation, the presets, and ``check_args``'s rule-value-fix messages),
+which belong beside the loop that reads them, as in CleanRL; ``main`` is ~200 lines.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ from agemem_gym.trainers.grpo_math import (
 from agemem_gym.trainers.lora import DEFAULT_TARGETS, adapters_disabled, apply_lora
 from agemem_gym.trainers.models import load_model
 from agemem_gym.trainers.policy import Sampling, response_logprobs, token_logprobs
-from agemem_gym.trainers.rollouts import Step, Trajectory, draw_tasks, episode_metrics, rollout
+from agemem_gym.trainers.rollouts import Step, Trajectory, draw_tasks, episode_metrics, play_tasks, rollout
 from agemem_gym.trainers.saved_args import trusted_saved_args
 
 __all__ = [  # the pure functions and rollouts live in grpo_math and rollouts; they are re-exported here
@@ -614,27 +616,19 @@ def evaluate(
         probe = gym.make(args.env_id, **env_kwargs)
         task_ids = tuple(probe.unwrapped.suite.task_ids)[:num_tasks]  # type: ignore[attr-defined]
         probe.close()
-        mine = task_ids[rank::world_size]
-        batch = max(1, min(len(mine), args.gen_batch_size))
-        envs = [gym.make(args.env_id, **env_kwargs) for _ in range(batch)]
-        trajs: list[Trajectory] = []
-        for start in range(0, len(mine), batch):
-            chunk = range(start, min(len(mine), start + batch))
-            trajs += rollout(
-                model,
-                tokenizer,
-                envs[: len(chunk)],
-                [mine[i] for i in chunk],
-                [args.seed + i for i in chunk],
-                sampling,
-                max_prompt_tokens=args.max_prompt_tokens,
-                max_turns=args.max_turns,
-                gen_batch_size=args.gen_batch_size,
-                pass_tools=args.pass_tools,
-                amp=distributed.autocast(device, args.bf16),
-            )
-        for env in envs:
-            env.close()
+        trajs = play_tasks(
+            model,
+            tokenizer,
+            lambda: gym.make(args.env_id, **env_kwargs),
+            task_ids[rank::world_size],
+            [args.seed + i for i in range(len(task_ids[rank::world_size]))],
+            sampling,
+            gen_batch_size=args.gen_batch_size,
+            max_prompt_tokens=args.max_prompt_tokens,
+            max_turns=args.max_turns,
+            pass_tools=args.pass_tools,
+            amp=distributed.autocast(device, args.bf16),
+        )
         return episode_metrics(_every_rank(trajs), prefix="eval/")
 
 

@@ -1,7 +1,8 @@
 """Rollouts for the GRPO trainer: K envs per task play whole episodes together, turn by turn, and every agent turn
 is kept as the exact tokens the model saw and produced.
 
-:func:`rollout` plays one episode in every env (all unfinished envs generate as one batch), :func:`draw_tasks` is
+:func:`rollout` plays one episode in every env (all unfinished envs generate as one batch), :func:`play_tasks` one
+episode per task a batch at a time (evaluation), :func:`draw_tasks` is
 the rule that picks an update's tasks (shared by every rank, a resumed run and ``benchmarks/compare_trl.py``), and
 :func:`episode_metrics` summarises a batch of episodes under namespaced keys (``reward/``, ``memory/``, ``rollout/``).
 """
@@ -20,7 +21,7 @@ from torch import nn
 
 from agemem_gym.trainers.policy import Sampling, encode_chat, generate
 
-__all__ = ["Step", "Trajectory", "draw_tasks", "episode_metrics", "rollout"]
+__all__ = ["Step", "Trajectory", "draw_tasks", "episode_metrics", "play_tasks", "rollout"]
 
 
 @dataclass
@@ -138,6 +139,41 @@ def rollout(
                 infos[i] = info
                 still_active.append(i)
         active = still_active
+    return trajs
+
+
+def play_tasks(
+    model: nn.Module,
+    tokenizer: Any,
+    make_env: Callable[[], gym.Env],
+    task_ids: Sequence[Any],
+    reset_seeds: Sequence[int],
+    sampling: Sampling,
+    *,
+    gen_batch_size: int,
+    **rollout_kwargs: Any,
+) -> list[Trajectory]:
+    """One episode on each task (with its reset seed), ``gen_batch_size`` episodes at a time in envs from
+    ``make_env`` (closed at the end); ``rollout_kwargs`` go to :func:`rollout`. Evaluation plays its tasks so."""
+    batch = max(1, min(len(task_ids), gen_batch_size))
+    envs = [make_env() for _ in range(batch)]
+    trajs: list[Trajectory] = []
+    try:
+        for start in range(0, len(task_ids), batch):
+            chunk = range(start, min(len(task_ids), start + batch))
+            trajs += rollout(
+                model,
+                tokenizer,
+                envs[: len(chunk)],
+                [task_ids[i] for i in chunk],
+                [reset_seeds[i] for i in chunk],
+                sampling,
+                gen_batch_size=gen_batch_size,
+                **rollout_kwargs,
+            )
+    finally:
+        for env in envs:
+            env.close()
     return trajs
 
 
