@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 import gymnasium as gym
 
 from agemem_gym.context import Context, hybrid_similarity, make_token_counter
+from agemem_gym.context.summarizers import Summarizer, make_summarizer
 from agemem_gym.embedders import Embedder, make_embedder
 from agemem_gym.errors import ConfigError
 from agemem_gym.memory import MemoryStore, StoreConfig
@@ -25,7 +26,6 @@ from agemem_gym.prompts import PromptStyle
 from agemem_gym.protocol import ProtocolConfig, display_text
 from agemem_gym.rewards import PenaltyConfig
 from agemem_gym.spaces import UnicodeText
-from agemem_gym.summarizers import Summarizer, make_summarizer
 from agemem_gym.tools import ToolResult, ToolRuntime, ToolSettings, execute, render_results, tool_schemas
 
 __all__: list[str] = []  # private: the envs' shared base

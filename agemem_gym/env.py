@@ -21,6 +21,7 @@ import numpy as np
 from agemem_gym._tool_env import MemoryToolsEnv, config
 from agemem_gym._validate import check, check_field
 from agemem_gym.context import Context, MessageKind
+from agemem_gym.context.summarizers import Summarizer
 from agemem_gym.embedders import Embedder
 from agemem_gym.errors import ConfigError
 from agemem_gym.grounding import GroundingConfig
@@ -36,7 +37,6 @@ from agemem_gym.rewards import (
     RewardWeights,
     resolve_weights,
 )
-from agemem_gym.summarizers import Summarizer
 from agemem_gym.task import Paragraph, Task, TaskSuite
 from agemem_gym.tools import TOOL_NAMES, ToolResult, ToolSettings
 

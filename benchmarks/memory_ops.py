@@ -41,10 +41,10 @@ import numpy as np
 
 from agemem_gym.agents import tool_call
 from agemem_gym.context import Context, hybrid_similarity
+from agemem_gym.context.summarizers import make_summarizer
 from agemem_gym.memory import MemoryStore, StoreConfig, format_memory_id
 from agemem_gym.prompts import system_prompt
 from agemem_gym.protocol import parse_action
-from agemem_gym.summarizers import make_summarizer
 from agemem_gym.tools import ToolRuntime, execute, render_results, tool_schemas
 from benchmarks import footprint, profiles
 from benchmarks.common import (

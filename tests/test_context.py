@@ -12,8 +12,8 @@ from agemem_gym.context import (
     hybrid_similarity,
     make_token_counter,
 )
+from agemem_gym.context.summarizers import ExtractiveSummarizer, make_summarizer
 from agemem_gym.errors import ConfigError
-from agemem_gym.summarizers import ExtractiveSummarizer, make_summarizer
 from agemem_gym.text import content_words, keyword_containment, split_sentences
 
 

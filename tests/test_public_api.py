@@ -100,6 +100,12 @@ PUBLIC: dict[str, set[str]] = {
         "make_embedder",
         "minilm_available",
     },
+    "agemem_gym.context.summarizers": {
+        "ExtractiveSummarizer",
+        "Summarizer",
+        "TransformersSummarizer",
+        "make_summarizer",
+    },
     "agemem_gym.context": {
         "Context",
         "FilterOutcome",

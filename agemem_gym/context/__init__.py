@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from agemem_gym.context.summarizers import Summarizer, make_summarizer
 from agemem_gym.errors import ConfigError
-from agemem_gym.summarizers import Summarizer, make_summarizer
 from agemem_gym.text import keyword_containment
 
 __all__ = [
@@ -145,7 +145,7 @@ class Context:
     Args:
         system_prompt: The first message; never summarised, filtered or reset away.
         token_counter: See :func:`make_token_counter`.
-        summarizer: Used by :meth:`summarize` when no summary text is given (see :mod:`agemem_gym.summarizers`).
+        summarizer: Used by :meth:`summarize` when no summary text is given (see :mod:`agemem_gym.context.summarizers`).
         similarity: Used by :meth:`filter`; defaults to keyword containment alone (the env passes
             :func:`hybrid_similarity` over its embedder).
     """
