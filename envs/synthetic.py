@@ -31,6 +31,9 @@ Everything is drawn from numpy Generators seeded by ``(seed, difficulty, task in
 same suite in any process, and task ``i`` does not depend on ``n_tasks``, so ``syn-medium-s0-000042`` names one
 task whatever the suite's size.
 
+The module is one generator read top to bottom (names, the world, facts and paragraphs, questions, distractors,
+tasks, the env), about 840 lines: its parts share private entity and RNG conventions that splitting would expose.
+
 >>> suite = make_synthetic_suite(3, seed=0, difficulty="easy")
 >>> suite[0].task_id, len(suite[0].paragraphs), len(suite[0].gold_paragraphs)
 ('syn-easy-s0-000000', 10, 2)
