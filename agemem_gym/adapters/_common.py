@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import gymnasium as gym
 
-__all__ = ["Closing", "close_episode", "since_last_agent_turn"]
+__all__ = ["Closing", "Start", "close_episode", "since_last_agent_turn", "starts"]
 
 M = TypeVar("M", bound=Mapping[str, Any])
 
@@ -53,3 +53,45 @@ def close_episode(env: Any, reason: str) -> Closing:
         return Closing(float(base.episode_reward()), 0.0, None)
     episode = dict(info["episode"])
     return Closing(float(episode["R"]), float(reward), episode)
+
+
+class Start(NamedTuple):
+    """Where one task's episode starts, for a library's dataset row (one row per task)."""
+
+    task_id: str
+    material_seed: int
+    messages: list[dict[str, Any]]
+    """the env's first context (``info["messages"]`` after ``reset``): the system prompt, then the first user message"""
+    answer: str
+    """the gold answer (privileged: for a library's reference column, never shown to the agent)"""
+    context_budget: int
+
+
+def starts(
+    env_id: str,
+    *,
+    task_ids: Iterable[str] | None = None,
+    n_tasks: int | None = None,
+    material_seed: int = 0,
+    env_kwargs: Mapping[str, Any] | None = None,
+) -> list[Start]:
+    """The start of each task's episode, for the adapters' dataset builders (each lays the rows out its own way).
+
+    ``task_ids`` defaults to the suite's first ``n_tasks`` tasks (all when ``n_tasks`` is None). One env is made
+    and reset once per task with ``options={"task_id": ..., "material_seed": material_seed}``, so every row starts
+    exactly where the env does.
+    """
+    env = gym.make(env_id, **dict(env_kwargs or {}))
+    try:
+        base = env.unwrapped
+        if task_ids is None:
+            ids = list(base.suite.task_ids)  # type: ignore[attr-defined]
+            task_ids = ids if n_tasks is None else ids[:n_tasks]
+        out = []
+        for task_id in task_ids:
+            _, info = env.reset(options={"task_id": task_id, "material_seed": material_seed})
+            budget = int(base.episode_config.context_budget)  # type: ignore[attr-defined]
+            out.append(Start(task_id, material_seed, info["messages"], base.task.answer, budget))  # type: ignore[attr-defined]
+        return out
+    finally:
+        env.close()

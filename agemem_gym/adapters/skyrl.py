@@ -34,7 +34,7 @@ from typing import Any
 import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
-from agemem_gym.adapters._common import since_last_agent_turn
+from agemem_gym.adapters._common import since_last_agent_turn, starts
 from agemem_gym.errors import ConfigError
 
 try:
@@ -169,18 +169,13 @@ def skyrl_rows(
 
     Save them as Parquet for SkyRL's trainer (e.g. ``datasets.Dataset.from_list(rows).to_parquet(path)``).
     """
-    env = gym.make(env_id, **dict(env_kwargs or {}))
-    rows = []
-    for task_id in task_ids:
-        _, info = env.reset(options={"task_id": task_id, "material_seed": material_seed})
-        rows.append(
-            {
-                "data_source": env_id,
-                "prompt": info["messages"],
-                "env_class": env_class,
-                "reward_spec": {"method": "env", "ground_truth": env.unwrapped.task.answer},  # type: ignore[attr-defined]
-                "extra_info": {"task_id": task_id, "material_seed": material_seed},
-            }
-        )
-    env.close()
-    return rows
+    return [
+        {
+            "data_source": env_id,
+            "prompt": start.messages,
+            "env_class": env_class,
+            "reward_spec": {"method": "env", "ground_truth": start.answer},
+            "extra_info": {"task_id": start.task_id, "material_seed": start.material_seed},
+        }
+        for start in starts(env_id, task_ids=task_ids, material_seed=material_seed, env_kwargs=env_kwargs)
+    ]

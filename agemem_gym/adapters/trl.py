@@ -45,7 +45,7 @@ from typing import Any
 import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
-from agemem_gym.adapters._common import close_episode
+from agemem_gym.adapters._common import close_episode, starts
 from agemem_gym.errors import ConfigError
 
 __all__ = [
@@ -289,24 +289,19 @@ def build_dataset(
         from datasets import Dataset
     except ImportError as err:  # pragma: no cover - exercised only without the extra
         raise ImportError(f"build_dataset needs the 'datasets' package: {_EXTRA}") from err
-    env = gym.make(env_id, **dict(env_kwargs or {}))
-    if task_ids is None:
-        all_ids = list(env.unwrapped.suite.task_ids)  # type: ignore[attr-defined]
-        task_ids = all_ids if n_tasks is None else all_ids[:n_tasks]
-    budget = env.unwrapped.episode_config.context_budget  # type: ignore[attr-defined]
-    system = (system_prompt or TOOL_SYSTEM_PROMPT).replace("{budget}", str(budget))
     rows = []
-    for task_id in task_ids:
-        _, info = env.reset(options={"task_id": task_id, "material_seed": material_seed})
-        first = info["messages"][-1]["content"]
+    for start in starts(env_id, task_ids=task_ids, n_tasks=n_tasks, material_seed=material_seed, env_kwargs=env_kwargs):
+        system = (system_prompt or TOOL_SYSTEM_PROMPT).replace("{budget}", str(start.context_budget))
         rows.append(
             {
-                "prompt": [{"role": "system", "content": system}, {"role": "user", "content": first}],
-                "task_id": task_id,
-                "material_seed": material_seed,
+                "prompt": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": start.messages[-1]["content"]},
+                ],
+                "task_id": start.task_id,
+                "material_seed": start.material_seed,
             }
         )
-    env.close()
     return Dataset.from_list(rows)
 
 

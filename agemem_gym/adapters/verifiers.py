@@ -42,7 +42,7 @@ from typing import Any
 import gymnasium as gym
 
 import agemem_gym  # noqa: F401  (registers the env ids)
-from agemem_gym.adapters._common import close_episode, since_last_agent_turn
+from agemem_gym.adapters._common import close_episode, since_last_agent_turn, starts
 from agemem_gym.errors import ConfigError
 
 try:
@@ -85,21 +85,16 @@ def build_dataset(
     one as a serialized task payload and rejects plain strings."""
     from datasets import Dataset
 
-    env = gym.make(env_id, **dict(env_kwargs or {}))
-    if task_ids is None:
-        ids = list(env.unwrapped.suite.task_ids)  # type: ignore[attr-defined]
-        task_ids = ids if n_tasks is None else ids[:n_tasks]
-    rows = []
-    for task_id in task_ids:
-        _, info = env.reset(options={"task_id": task_id, "material_seed": material_seed})
-        rows.append(
-            {
-                "prompt": info["messages"],
-                "answer": env.unwrapped.task.answer,  # type: ignore[attr-defined]
-                "info": {"task_id": task_id, "material_seed": material_seed},
-            }
+    rows = [
+        {
+            "prompt": start.messages,
+            "answer": start.answer,
+            "info": {"task_id": start.task_id, "material_seed": start.material_seed},
+        }
+        for start in starts(
+            env_id, task_ids=task_ids, n_tasks=n_tasks, material_seed=material_seed, env_kwargs=env_kwargs
         )
-    env.close()
+    ]
     return Dataset.from_list(rows)
 
 
