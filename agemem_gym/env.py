@@ -24,7 +24,6 @@ from agemem_gym.context import Context, MessageKind
 from agemem_gym.context.summarizers import Summarizer
 from agemem_gym.embedders import Embedder
 from agemem_gym.errors import ConfigError
-from agemem_gym.grounding import GroundingConfig
 from agemem_gym.memory import MemoryStore, StoreConfig
 from agemem_gym.prompts import PromptStyle, question_turn, stage_turn, system_prompt
 from agemem_gym.protocol import Action, ProtocolConfig, parse_action
@@ -37,6 +36,7 @@ from agemem_gym.rewards import (
     RewardWeights,
     resolve_weights,
 )
+from agemem_gym.rewards.grounding import GroundingConfig
 from agemem_gym.task import Paragraph, Task, TaskSuite
 from agemem_gym.tools import TOOL_NAMES, ToolResult, ToolSettings
 
@@ -176,7 +176,7 @@ class AgeMemEnv(MemoryToolsEnv[_Episode]):
     | ``tools`` | :class:`~agemem_gym.tools.ToolSettings` | top_k bounds, filter θ, content limits |
     | ``protocol`` | :class:`~agemem_gym.protocol.ProtocolConfig` | action length and calls-per-turn limits |
     | ``store`` | :class:`~agemem_gym.memory.StoreConfig` | hnswlib parameters and near-duplicate policy |
-    | ``grounding`` | :class:`~agemem_gym.grounding.GroundingConfig` | when a sentence holds a gold fact; preservation |
+    | ``grounding`` | :class:`~agemem_gym.rewards.grounding.GroundingConfig` | when a sentence holds a gold fact; preservation |
     | ``prompt_style`` | ``"paper"`` | ``"paper"`` (full schemas) or ``"compact"`` |
     | ``tokenizer`` | ``None`` | transformers tokenizer or ``str -> int`` for token accounting |
     | ``summarizer`` | ``"extractive"`` | used by ``Summary_context`` when the agent gives no summary |

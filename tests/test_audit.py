@@ -19,7 +19,7 @@ from agemem_gym.audit import (
     reward_audit,
 )
 from agemem_gym.errors import ConfigError, GameableRewardWarning
-from agemem_gym.grounding import GroundingConfig
+from agemem_gym.rewards.grounding import GroundingConfig
 from tests.data_paths import HOTPOT_SAMPLE, requires_hotpot
 
 EPISODES = 30

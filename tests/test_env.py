@@ -419,7 +419,7 @@ def test_state_snapshot_is_independent_of_later_steps() -> None:
 
 def test_seeded_memories_start_the_store_and_count_in_memory_quality() -> None:
     """options['memories'] fills long-term memory before stage 1; memory quality matches a direct computation."""
-    from agemem_gym.grounding import memory_quality
+    from agemem_gym.rewards.grounding import memory_quality
 
     env = make(episode=SMALL)
     task = env.unwrapped.suite[0]  # type: ignore[attr-defined]
@@ -438,7 +438,7 @@ def test_seeded_memories_start_the_store_and_count_in_memory_quality() -> None:
 
 def test_memory_quality_tracks_updates_and_deletes() -> None:
     """The env's incremental memory quality equals the direct computation after adds, updates and deletes."""
-    from agemem_gym.grounding import memory_quality
+    from agemem_gym.rewards.grounding import memory_quality
 
     env = make(episode=SMALL)
     task = env.unwrapped.suite[3]  # type: ignore[attr-defined]

@@ -120,7 +120,7 @@ PUBLIC: dict[str, set[str]] = {
         "make_token_counter",
         "summary_body",
     },
-    "agemem_gym.grounding": {
+    "agemem_gym.rewards.grounding": {
         "Collection",
         "FactSet",
         "Grounded",

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from agemem_gym.errors import ConfigError
-from agemem_gym.grounding import GroundingConfig, facts_held, holds_fact, key_terms, memory_quality, terms_present
 from agemem_gym.protocol import ActionError, ErrorCode, ToolCall
 from agemem_gym.rewards import (
     EpisodeLedger,
@@ -24,6 +23,14 @@ from agemem_gym.rewards import (
     potential,
     resolve_weights,
     task_score,
+)
+from agemem_gym.rewards.grounding import (
+    GroundingConfig,
+    facts_held,
+    holds_fact,
+    key_terms,
+    memory_quality,
+    terms_present,
 )
 from agemem_gym.text import content_words
 from agemem_gym.tools import ToolResult

@@ -11,7 +11,7 @@ import pytest
 
 from agemem_gym._validate import check, check_choice, check_field, is_int, rule_text
 from agemem_gym.errors import ConfigError
-from agemem_gym.grounding import GroundingConfig
+from agemem_gym.rewards.grounding import GroundingConfig
 from agemem_gym.tools import ToolSettings
 
 

@@ -16,7 +16,7 @@ the undiscounted return (Ng, Harada & Russell, ICML 1999); with a discount γ < 
 γΦ(s_{t+1}) − Φ(s_t) for that to hold, which is not what the env pays.
 
 **The terms, and why each resists being gamed.** Gold facts are HotpotQA's supporting sentences; "holds" is
-:mod:`agemem_gym.grounding`'s sentence-level, two-way rule (a sentence must cover a fact and be mostly gold itself),
+:mod:`agemem_gym.rewards.grounding`'s sentence-level, two-way rule (a sentence must cover a fact and be mostly gold itself),
 and precision is weighted by distinct content words, so padding, blobs, keyword soups and repeats dilute it.
 
 - storage (Eq. 23): F1 of the agent's **stage-1** adds, as written: precision = gold words / stored words,
@@ -73,7 +73,7 @@ from rapidfuzz import fuzz
 from agemem_gym._validate import check_field
 from agemem_gym.context import summary_body
 from agemem_gym.errors import ConfigError
-from agemem_gym.grounding import Collection, FactSet, GroundingConfig, key_terms, quality, terms_present
+from agemem_gym.rewards.grounding import Collection, FactSet, GroundingConfig, key_terms, quality, terms_present
 from agemem_gym.tools import TOOL_NAMES, result_material
 
 if TYPE_CHECKING:
