@@ -22,10 +22,12 @@ PDDL forms "stack b1 b2" and "(stack b1 b2)" work too), plus AgentBoard's "check
 possible now) and "look around" (the state again). An unknown or inapplicable action leaves the state unchanged and
 says why (an inapplicable one names its unmet preconditions); it still uses a step.
 
-Reward: the change of the share of goal conditions satisfied at each game step (the share before the first step
-counts as 0), so an episode's game rewards sum to the final share. ``info["progress"]`` is the best share reached
-(AgentBoard's progress rate), ``info["success"]`` whether the goal holds; reaching it terminates, ``step_limit``
-game steps truncate (``"game_truncated"``). Snapshots are exact: the state is the fact set.
+Reward: ``info["progress"]`` is AgentBoard's progress rate, the best share of goal conditions over the states the
+episode's actions reached (0 before the first action; AgentBoard updates it only on actions that apply), and each
+game step's reward is its increase, so an episode's game rewards sum to its progress rate (undoing a condition
+costs no reward, only the steps to redo it). ``info["share"]`` is the share now, ``info["success"]`` whether the
+goal holds; reaching it terminates, ``step_limit`` game steps truncate (``"game_truncated"``). Snapshots are exact:
+the state is the fact set.
 """
 
 from __future__ import annotations
@@ -240,7 +242,8 @@ def generate_problem(domain: str, size: int, seed: int) -> str:
     if domain not in GENERATORS:
         raise ConfigError(f"'domain' must be one of {sorted(GENERATORS)}, got {domain!r}")
     _, make, (low, high) = GENERATORS[domain]
-    check(f"size of {domain}", size, "int", ge=low, le=high)
+    if not isinstance(size, int) or isinstance(size, bool) or not low <= size <= high:
+        raise ConfigError(f"'size' of a {domain} problem must be an int in {low}..{high}, got {size!r}")
     check("seed", seed, "int", ge=0)
     return str(make(size, np.random.default_rng([seed, size]), f"{domain}-{size}-{seed}"))
 
@@ -451,8 +454,8 @@ class PDDLGame:
         task_id = self.next_task if self.next_task is not None else self.source.draw(int(seed or 0))
         self._load(task_id)
         self.state = self.task.init
-        self.steps, self.share = 0, 0.0
-        self.best = self.task.progress(self.state)
+        self.steps, self.best = 0, 0.0
+        self.share = self.task.progress(self.state)
         text = f"Task {task_id}. {self.goal_text()}\nObservation: {self.state_text()}"
         return text, self._info(valid=True)
 
@@ -482,9 +485,12 @@ class PDDLGame:
             else:
                 self.state = self.task.apply(self.state, ground)
                 text = f"You {self.action_text(ground)}.\nObservation: {self.state_text()}"
-        share = self.task.progress(self.state)
-        reward, self.share = share - self.share, share
-        self.best = max(self.best, share)
+        self.share = self.task.progress(self.state)
+        # AgentBoard's progress rate: the best share over the states the episode's actions reached (the initial
+        # state counts once an action returns to it); the reward is its increase, so rewards sum to the progress.
+        reward = 0.0
+        if valid and command not in (CHECK, LOOK) and self.share > self.best:
+            reward, self.best = self.share - self.best, self.share
         won = self.task.is_goal(self.state)
         if won:
             text += " The goal is satisfied."
@@ -532,7 +538,7 @@ class PDDLEnv(TextGameEnv):
     from ``s``, problem seed ``s``); ``reset(options={"task_id": "blocksworld:4:17"})`` plays that one (the GRPO
     trainer samples from ``env.unwrapped.suite.task_ids``). ``info["episode"]["progress"]`` is AgentBoard's
     progress rate (the best share of goal conditions reached), ``success`` whether the goal was reached, and the
-    game rewards sum to the final share.
+    game rewards sum to the progress rate.
 
     ## Arguments
     | argument | default | meaning |
