@@ -46,13 +46,25 @@ from agemem_gym._validate import check, check_field
 from agemem_gym.errors import ConfigError
 from agemem_gym.textenv import TextGameEnv, normalize_command
 
-from .strips import Atom, Domain, GroundAction, State, Task, astar, load_domain, load_problem, parse_domain, parse_problem
+from .strips import (
+    Atom,
+    Domain,
+    GroundAction,
+    State,
+    Task,
+    astar,
+    load_domain,
+    load_problem,
+    parse_domain,
+    parse_problem,
+)
 
 __all__ = [
     "BLOCKSWORLD_PDDL",
     "DEFAULT_LEVELS",
     "GENERATORS",
     "GRIPPER_PDDL",
+    "PHRASES",
     "GeneratedProblems",
     "PDDLEnv",
     "PDDLGame",
@@ -60,7 +72,6 @@ __all__ = [
     "PDDLPlannerMemoryPolicy",
     "PDDLPlannerPolicy",
     "PDDLRandomPolicy",
-    "PHRASES",
     "Phrasebook",
     "ProblemFiles",
     "generate_problem",
@@ -330,7 +341,10 @@ class ProblemFiles:
     """
 
     def __init__(
-        self, domain_file: str | Path, problem_files: str | Path | Sequence[str | Path], phrases: Phrasebook | None = None
+        self,
+        domain_file: str | Path,
+        problem_files: str | Path | Sequence[str | Path],
+        phrases: Phrasebook | None = None,
     ) -> None:
         self.domain = load_domain(domain_file)
         if isinstance(problem_files, (str, Path)) and Path(problem_files).is_dir():
@@ -404,13 +418,13 @@ class PDDLGame:
     def _load(self, task_id: str) -> None:
         self.task, self.phrases = self.source.task(task_id)
         self.task_id = task_id
+        self.instructions = self._instructions()  # the current domain's rules (TextGame.instructions)
         self._texts: dict[str, GroundAction] = {}
         for a in self.task.actions:
             for text in (self.phrases.action(a), " ".join((a.name, *a.args)), a.key):
                 self._texts.setdefault(normalize_command(text), a)
 
-    @property
-    def instructions(self) -> str:
+    def _instructions(self) -> str:
         """The rules of the current task's domain and how to act (in the system prompt)."""
         examples = []
         for schema in self.task.domain.actions:
@@ -513,7 +527,13 @@ class PDDLGame:
 
     def get_state(self) -> dict[str, Any]:
         """The task id, the fact set and the counters (exact: nothing else changes)."""
-        return {"task_id": self.task_id, "state": self.state, "steps": self.steps, "best": self.best, "share": self.share}
+        return {
+            "task_id": self.task_id,
+            "state": self.state,
+            "steps": self.steps,
+            "best": self.best,
+            "share": self.share,
+        }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`get_state`'s snapshot."""
@@ -676,7 +696,9 @@ class PDDLPlannerMemoryPolicy:
     def _content(self, plan: Sequence[str], done: int) -> str:
         game = self.env.pddl
         steps = "; ".join(f"{i + 1}. {a}" for i, a in enumerate(plan))
-        return f"Task {game.task_id}. {game.goal_text()} Plan ({len(plan)} actions): {steps}. Done: {done} of {len(plan)}."
+        return (
+            f"Task {game.task_id}. {game.goal_text()} Plan ({len(plan)} actions): {steps}. Done: {done} of {len(plan)}."
+        )
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
         game = self.env.pddl
@@ -696,7 +718,9 @@ class PDDLPlannerMemoryPolicy:
                 content = self._content(self._plan, self._done)
                 calls.append({"name": "Update_memory", "arguments": {"memory_id": self._memory_id, "content": content}})
             query = f"plan for task {game.task_id}"
-            calls.append({"name": "Retrieve_memory", "arguments": {"query": query, "top_k": 1, "metadata_filter": meta}})
+            calls.append(
+                {"name": "Retrieve_memory", "arguments": {"query": query, "top_k": 1, "metadata_filter": meta}}
+            )
             return f"<think>I check my plan.</think><tool_call>{json.dumps(calls)}</tool_call>"
         if self._pending == "read":
             self._pending = ""
@@ -780,4 +804,3 @@ PDDLEnv.SCRIPTED = {
     "no_memory": lambda env, seed: PDDLGreedyPolicy(env, seed),
     "random": lambda env, seed: PDDLRandomPolicy(env, seed),
 }
-

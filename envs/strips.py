@@ -313,9 +313,11 @@ def parse_domain(text: str, source: str = "<domain>") -> Domain:
                 f"expected a section :requirements, :types, :constants, :predicates or :action, got {key or s[:1]!r}"
                 " (durative actions, functions and derived predicates are not supported)",
             )
-    for t, parent in list(types.items()):
-        if parent is not None and parent not in types:
-            raise r.error(top.line, f"expected type {parent!r} (the parent of {t!r}) to be declared in :types")
+    for type_name, parent_name in list(types.items()):
+        if parent_name is not None and parent_name not in types:
+            raise r.error(
+                top.line, f"expected type {parent_name!r} (the parent of {type_name!r}) to be declared in :types"
+            )
     arity = {p: len(v) for p, v in predicates.items()}
     actions = tuple(_action(r, a, arity, constants, types, requirements) for a in action_forms)
     return Domain(name, frozenset(requirements), types, constants, predicates, actions)
@@ -371,7 +373,9 @@ def _action(
     where = f"effect of {name!r}"
     for positive, lit in _conjunction(r, parts.get(":effect", _List(s.line)), s.line, where):
         (add if positive else delete).append(_literal(r, lit, s.line, where, terms, arity))
-    return ActionSchema(name, tuple(params), tuple(pre), tuple(neg), tuple(add), tuple(delete), tuple(equal), tuple(unequal))
+    return ActionSchema(
+        name, tuple(params), tuple(pre), tuple(neg), tuple(add), tuple(delete), tuple(equal), tuple(unequal)
+    )
 
 
 def parse_problem(text: str, domain: Domain, source: str = "<problem>") -> Problem:
@@ -620,5 +624,3 @@ def validate_plan(task: Task, plan: Iterable[GroundAction], start: State | None 
             return False, state
         state = task.apply(state, action)
     return task.is_goal(state), state
-
-

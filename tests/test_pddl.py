@@ -184,7 +184,7 @@ def test_progress_is_the_best_share_reached(hand_files: tuple[Path, Path]) -> No
     increase); redoing it earns nothing again."""
     env = PDDLEnv(domain_file=hand_files[0], problem_files=hand_files[1], step_limit=6)
     env.reset(seed=0)
-    for text in HAND_PLAN[:4] + ["unstack b2 from b3"]:
+    for text in [*HAND_PLAN[:4], "unstack b2 from b3"]:
         _, r, te, tr, info = env.step(act(text))
     assert r == 0.0 and info["game_info"]["share"] == 0.0 and info["game_info"]["progress"] == 0.5
     _, r, te, tr, info = env.step(act("stack b2 on b3"))
@@ -203,9 +203,7 @@ def test_action_forms_and_game_feedback(hand_files: tuple[Path, Path]) -> None:
     before = game.state
     _, r, _, _, info = env.step(act("pick up b2"))
     assert game.state == before and r == 0.0 and info["game_info"]["action_valid"] is False
-    assert info["messages"][-1]["content"] == (
-        "Nothing happens: you cannot pick up b2 now; it needs: b2 is clear."
-    )
+    assert info["messages"][-1]["content"] == ("Nothing happens: you cannot pick up b2 now; it needs: b2 is clear.")
     _, _, _, _, info = env.step(act("teleport b1"))
     assert "'teleport b1' is not an action here" in info["messages"][-1]["content"] and game.state == before
     _, _, _, _, info = env.step(act("check valid actions"))
@@ -245,13 +243,22 @@ _DOMAIN_ERRORS = [
     ("(define (domain d) (:predicates (p))", "line 1: expected ')' to close this '('"),
     ("(define (domain d))\n)", "line 2: expected '(' or the end of the file"),
     ("(define (domain d)\n (:requirements :adl))", "line 2: expected a supported requirement"),
-    ("(define (domain d) (:predicates (p ?x))\n (:action a :parameters (?x)\n :effect (q ?x)))", "line 3: expected a declared predicate"),
-    ("(define (domain d) (:predicates (p ?x))\n (:action a :parameters (?x) :effect (p)))", "line 2: expected 1 argument(s) for 'p'"),
+    (
+        "(define (domain d) (:predicates (p ?x))\n (:action a :parameters (?x)\n :effect (q ?x)))",
+        "line 3: expected a declared predicate",
+    ),
+    (
+        "(define (domain d) (:predicates (p ?x))\n (:action a :parameters (?x) :effect (p)))",
+        "line 2: expected 1 argument(s) for 'p'",
+    ),
     (
         "(define (domain d) (:predicates (p ?x))\n (:action a :parameters (?x)\n  :effect (forall (?y) (p ?y))))",
         "line 3: expected an atom, (not ATOM) or (and ...) in the effect of 'a'; 'forall' is not supported",
     ),
-    ("(define (domain d) (:predicates (p ?x))\n (:action a :parameters (?x) :effect (p ?z)))", "expected a declared parameter"),
+    (
+        "(define (domain d) (:predicates (p ?x))\n (:action a :parameters (?x) :effect (p ?z)))",
+        "expected a declared parameter",
+    ),
     ("(define (problem d))", "expected (domain NAME) (this is a problem file)"),
     ("(define (domain d) (:functions (f)))", "expected a section :requirements, :types"),
     (
@@ -273,10 +280,19 @@ def test_malformed_domain_files_raise_with_file_line_and_expectation(tmp_path: P
 
 _PROBLEM_ERRORS = [
     ("(define (problem p) (:domain other) (:init) (:goal (and)))", "line 1: expected (:domain blocksworld)"),
-    ("(define (problem p) (:domain blocksworld)\n (:objects a - cube) (:goal (and)))", "line 2: expected a type declared"),
-    ("(define (problem p) (:domain blocksworld)\n (:objects a - block)\n (:init (on a zz))\n (:goal (and)))", "line 3: expected a declared object or constant in the init, got 'zz'"),
+    (
+        "(define (problem p) (:domain blocksworld)\n (:objects a - cube) (:goal (and)))",
+        "line 2: expected a type declared",
+    ),
+    (
+        "(define (problem p) (:domain blocksworld)\n (:objects a - block)\n (:init (on a zz))\n (:goal (and)))",
+        "line 3: expected a declared object or constant in the init, got 'zz'",
+    ),
     ("(define (problem p) (:domain blocksworld) (:objects a - block) (:init))", "expected a (:goal ...) section"),
-    ("(define (problem p) (:domain blocksworld) (:objects a - block)\n (:goal (or (clear a))))", "line 2: expected an atom, (not ATOM) or (and ...) in the goal; 'or'"),
+    (
+        "(define (problem p) (:domain blocksworld) (:objects a - block)\n (:goal (or (clear a))))",
+        "line 2: expected an atom, (not ATOM) or (and ...) in the goal; 'or'",
+    ),
 ]
 
 
@@ -296,7 +312,7 @@ def test_loader_errors_reach_the_env(tmp_path: Path, hand_files: tuple[Path, Pat
     with pytest.raises(PDDLError, match=r"does not exist; pass the path of a \.pddl file"):
         PDDLEnv(domain_file=tmp_path / "nope.pddl", problem_files=hand_files[1])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="must name at least one .pddl problem file"):
+    with pytest.raises(ConfigError, match=r"must name at least one \.pddl problem file"):
         PDDLEnv(domain_file=hand_files[0], problem_files=tmp_path / "empty")
     with pytest.raises(ConfigError, match="go together"):
         PDDLEnv(domain_file=hand_files[0])
@@ -346,7 +362,9 @@ def _bfs_length(task: Task) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("task_id", ["blocksworld:3:0", "blocksworld:4:1", "blocksworld:4:2", "gripper:2:0", "gripper:3:3"])
+@pytest.mark.parametrize(
+    "task_id", ["blocksworld:3:0", "blocksworld:4:1", "blocksworld:4:2", "gripper:2:0", "gripper:3:3"]
+)
 def test_astar_plans_are_valid_and_optimal_on_generated_problems(task_id: str) -> None:
     """A* plans on generated problems are valid and as short as breadth-first search's."""
     env = PDDLEnv()
