@@ -248,7 +248,7 @@ def generate_problem(domain: str, size: int, seed: int) -> str:
     """The PDDL text of generated problem ``(domain, size, seed)`` (deterministic).
 
     >>> print(generate_problem("blocksworld", 2, 0).splitlines()[-1])
-      (:goal (and (on b2 b1))))
+      (:goal (and (on b1 b2))))
     """
     if domain not in GENERATORS:
         raise ConfigError(f"'domain' must be one of {sorted(GENERATORS)}, got {domain!r}")
