@@ -22,6 +22,8 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     "AgeMem-BabyAI-v0": ("agemem_gym.envs.babyai:BabyAIEnv", {}),
     # scienceworld (the [scienceworld] extra) and a Java runtime are needed only when the env is made.
     "AgeMem-ScienceWorld-v0": ("agemem_gym.envs.scienceworld:ScienceWorldEnv", {}),
+    # Pure Python (our own STRIPS engine): generated blocksworld and gripper problems, or the user's PDDL files.
+    "AgeMem-PDDL-v0": ("agemem_gym.envs.pddl:PDDLEnv", {}),
 }
 
 

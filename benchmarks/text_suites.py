@@ -5,6 +5,11 @@ reference with memory) and the wrapper's cost per step beside the raw library's.
     .venv/bin/python -m benchmarks.text_suites --quick          # seconds; figures meaningless
     .venv/bin/python -m benchmarks.text_suites --level BabyAI-GoToLocal-v0
     .venv/bin/python -m benchmarks.text_suites --suite scienceworld   # 50 episodes, 300 timed steps (minutes)
+    .venv/bin/python -m benchmarks.text_suites --suite pddl           # 50 episodes, 3,000 timed steps (seconds)
+
+PDDL's step cost has three series on the same seeded random applicable actions: the bare STRIPS engine step
+(``Task.holds`` and ``Task.apply`` on a ground action), the text game (:class:`~agemem_gym.envs.pddl.PDDLGame`:
+parsing the command, the step, the progress and the text of the state) and the whole AgeMem step.
 
 ScienceWorld's step cost has four series: the library's public step (``scienceworld.ScienceWorldEnv.step``, which
 also lists every valid action and looks around on each call), its simulator's bare step (``env.server.step``), the
@@ -56,8 +61,8 @@ _DEFAULT_JSON = Path("benchmarks/results/text_suites.json")
 class Args:
     """The BabyAI table and the wrapper's step cost."""
 
-    suite: Literal["babyai", "scienceworld"] = "babyai"
-    """Which suite: BabyAI (minigrid) or ScienceWorld (needs the [scienceworld] extra and Java)."""
+    suite: Literal["babyai", "scienceworld", "pddl"] = "babyai"
+    """Which suite: BabyAI (minigrid), ScienceWorld (needs the [scienceworld] extra and Java) or PDDL."""
     level: str = "BabyAI-GoToRedBall-v0"
     """BabyAI level."""
     episodes: int = 50
@@ -273,16 +278,105 @@ def sw_step_cost(args: Args) -> dict[str, Any]:
     return out
 
 
+def pddl_policy_table(args: Args) -> dict[str, dict[str, float]]:
+    """Success, progress rate, R, steps and tool counts per PDDL policy over the same seeded tasks."""
+    from agemem_gym.envs.pddl import PDDLEnv
+    from agemem_gym.textenv import evaluate_text_game
+
+    out: dict[str, dict[str, float]] = {}
+    for name, lifelong in (("planner", False), ("planner_memory", False), ("no_memory", False), ("random", False)):
+        env = PDDLEnv(lifelong=lifelong)
+        out[name] = evaluate_text_game(
+            env, env.scripted_policy(name, args.seed), episodes=args.episodes, seed=args.seed
+        ).summary
+    env = PDDLEnv(lifelong=True)
+    policy = env.scripted_policy("planner_memory", args.seed)
+    out["planner_memory (lifelong)"] = evaluate_text_game(env, policy, episodes=args.episodes, seed=args.seed).summary
+    return out
+
+
+def pddl_step_cost(args: Args) -> dict[str, Any]:
+    """Median µs per step of the bare STRIPS engine, the text game and the AgeMem wrapper (interleaved)."""
+    from agemem_gym.envs.pddl import PDDLEnv, PDDLGame
+
+    assert args.calls is not None and args.burn_in is not None  # set by main()
+    wrapped = PDDLEnv(episode={"max_turns": 10**6})
+    game = PDDLGame(wrapped.suite, step_limit=wrapped.pddl.step_limit)
+    # One seeded random walk of applicable actions per task (a new task at the goal or after step_limit steps),
+    # computed on the engine first, so all three series play the same actions from the same states.
+    rng = np.random.default_rng(args.seed)
+    plan: list[tuple[int, Any]] = []  # (episode seed, ground action) per call
+    commands: list[str] = []  # the same action as the agent writes it
+    seed = args.seed
+    while len(plan) < args.burn_in + args.calls:
+        task, phrases = wrapped.suite.task(wrapped.suite.draw(seed))
+        state = task.init
+        for _ in range(game.step_limit):
+            options = task.applicable(state)
+            action = options[int(rng.integers(len(options)))]
+            plan.append((seed, action))
+            commands.append(phrases.action(action))
+            state = task.apply(state, action)
+            if task.is_goal(state):
+                break
+        seed += 1
+    firsts = {i for i in range(len(plan)) if i == 0 or plan[i][0] != plan[i - 1][0]}
+    engine: dict[str, Any] = {}
+
+    def engine_reset(s: int) -> None:
+        task, _ = wrapped.suite.task(wrapped.suite.draw(s))
+        engine["task"], engine["state"] = task, task.init
+
+    def engine_step(i: int) -> None:
+        task, action = engine["task"], plan[i][1]
+        if task.holds(engine["state"], action):
+            engine["state"] = task.apply(engine["state"], action)
+        task.progress(engine["state"])
+        task.is_goal(engine["state"])
+
+    protocol = [f"<think>I act.</think><answer>{c}</answer>" for c in commands]
+
+    def series(reset: Any, step: Any) -> Timed:
+        def setup(i: int) -> None:
+            if i in firsts:
+                reset(plan[i][0])
+
+        return Timed(step, setup)
+
+    with blas_threads(1):
+        seconds = interleaved(
+            {
+                "engine step": series(engine_reset, engine_step),
+                "text game step": series(lambda s: game.reset(seed=s), lambda i: game.step(commands[i])),
+                "AgeMem step": series(lambda s: wrapped.reset(seed=s), lambda i: wrapped.step(protocol[i])),
+            },
+            calls=args.calls,
+            burn_in=args.burn_in,
+        )
+    out: dict[str, Any] = {name: stats(s) for name, s in seconds.items()}
+    base = out["engine step"]["median_us"]
+    for name in out:
+        out[name]["ratio_to_engine"] = ratio(out[name]["median_us"], base)
+    return out
+
+
 def render(table: dict[str, dict[str, float]], cost: dict[str, Any], args: Args) -> str:
     """The two tables as markdown."""
-    name = args.level if args.suite == "babyai" else f"AgeMem-ScienceWorld-v0 ({args.sw_split} split, all 30 tasks)"
+    name = {
+        "babyai": args.level,
+        "scienceworld": f"AgeMem-ScienceWorld-v0 ({args.sw_split} split, all 30 tasks)",
+        "pddl": "AgeMem-PDDL-v0 (generated blocksworld 3-6 blocks and gripper 2-5 balls, step limit 30)",
+    }[args.suite]
     lines = [f"{name}: {args.episodes} episodes per policy, seeds {args.seed}..{args.seed + args.episodes - 1}"]
     lines += ["", "| policy | " + " | ".join(c[0] for c in COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
     for name, s in table.items():
         lines.append(f"| {name} | " + " | ".join(format(s.get(key, 0.0), fmt) for _, key, fmt in COLUMNS) + " |")
     lines += ["", f"Step cost ({args.calls} steps each, interleaved, random actions):", ""]
-    base = "minigrid" if args.suite == "babyai" else "library step"
-    key = "ratio_to_minigrid" if args.suite == "babyai" else "ratio_to_library"
+    base, key = {
+        "babyai": ("minigrid", "ratio_to_minigrid"),
+        "scienceworld": ("library step", "ratio_to_library"),
+        "pddl": ("engine step", "ratio_to_engine"),
+    }[args.suite]
     lines += [f"| series | median µs | p99 µs | × {base} |", "|---|---:|---:|---:|"]
     for series_name, s in cost.items():
         lines.append(f"| {series_name} | {s['median_us']:.1f} | {s['p99_us']:.1f} | {s[key]:.2f} |")
@@ -294,12 +388,14 @@ def main(args: Args) -> dict[str, Any]:
     sw = args.suite == "scienceworld"
     args.calls = args.calls if args.calls is not None else (300 if sw else 3000)
     args.burn_in = args.burn_in if args.burn_in is not None else (20 if sw else 200)
-    if sw and args.json_out == _DEFAULT_JSON:
-        args.json_out = _DEFAULT_JSON.with_name("text_suites_scienceworld.json")
+    if args.suite != "babyai" and args.json_out == _DEFAULT_JSON:
+        args.json_out = _DEFAULT_JSON.with_name(f"text_suites_{args.suite}.json")
     if args.quick:
         args.episodes, args.calls, args.burn_in = min(args.episodes, 3), min(args.calls, 30), min(args.burn_in, 5)
     if sw:
         table, cost = sw_policy_table(args), sw_step_cost(args)
+    elif args.suite == "pddl":
+        table, cost = pddl_policy_table(args), pddl_step_cost(args)
     else:
         table, cost = policy_table(args), step_cost(args)
     results = {"machine": machine_info(), "args": vars(args), "table": table, "step_cost": cost}
