@@ -28,6 +28,9 @@ game step's reward is its increase, so an episode's game rewards sum to its prog
 costs no reward, only the steps to redo it). ``info["share"]`` is the share now, ``info["success"]`` whether the
 goal holds; reaching it terminates, ``step_limit`` game steps truncate (``"game_truncated"``). Snapshots are exact:
 the state is the fact set.
+
+The module is ~800 lines because a suite is one unit here, as envs/scienceworld.py is: the embedded domains with
+their generators and English phrasings, the text game over the engine, the env and its four scripted policies.
 """
 
 from __future__ import annotations
