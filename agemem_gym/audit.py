@@ -467,7 +467,8 @@ class SeedAware(AuditPolicy):
                         self.foreign[hit["id"]] = hit["content"]
 
     def _look(self, user: str) -> Turn:
-        return [("Retrieve_memory", {"query": text, "top_k": 5}) for text in _paragraphs(user)][:_MAX_CALLS]
+        calls: list[Call] = [("Retrieve_memory", {"query": text, "top_k": 5}) for text in _paragraphs(user)]
+        return calls[:_MAX_CALLS]
 
     def plan_stage1(self, user: str) -> list[Turn]:
         notes = self._notes(user, None)
@@ -645,7 +646,7 @@ def reward_audit(
         for i, tid in enumerate(ids):
             options: dict[str, Any] = {"task_id": tid}
             if memories is not None:
-                options["memories"] = list(memories(base.suite.get(tid)))
+                options["memories"] = list(memories(getattr(base, "suite").get(tid)))  # noqa: B009  (any AgeMem env)
             obs, info = env.reset(seed=seed + i, options=options)
             policy.reset(info)
             total = 0.0

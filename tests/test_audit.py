@@ -72,7 +72,10 @@ def test_verbose_answers_do_not_pay(metric: str) -> None:
 
 @pytest.mark.parametrize(
     ("env_id", "kwargs"),
-    [("AgeMem-Synthetic-v0", {}), pytest.param("AgeMem-HotpotQA-v0", {"data_path": str(HOTPOT_SAMPLE)}, marks=requires_hotpot)],
+    [
+        ("AgeMem-Synthetic-v0", {}),
+        pytest.param("AgeMem-HotpotQA-v0", {"data_path": str(HOTPOT_SAMPLE)}, marks=requires_hotpot),
+    ],
 )
 def test_hedged_answers_do_not_pay_under_exact_match(env_id: str, kwargs: dict[str, Any]) -> None:
     """Listing candidates (both options, or every name the reader finds) scores below a committed answer under EM.
@@ -85,7 +88,10 @@ def test_hedged_answers_do_not_pay_under_exact_match(env_id: str, kwargs: dict[s
 
 @pytest.mark.parametrize(
     ("env_id", "kwargs"),
-    [("AgeMem-Synthetic-v0", {}), pytest.param("AgeMem-HotpotQA-v0", {"data_path": str(HOTPOT_SAMPLE)}, marks=requires_hotpot)],
+    [
+        ("AgeMem-Synthetic-v0", {}),
+        pytest.param("AgeMem-HotpotQA-v0", {"data_path": str(HOTPOT_SAMPLE)}, marks=requires_hotpot),
+    ],
 )
 def test_seeded_store_pays_no_double_credit(env_id: str, kwargs: dict[str, Any]) -> None:
     """Episodes that start with the gold paragraphs' notes: storage + maintenance is the final store's quality less
