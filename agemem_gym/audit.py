@@ -19,7 +19,12 @@ The policies, grouped by what they show:
   with every stage-1 message and never with the question), ``verbose_answer`` (answers with everything it
   retrieved), ``summary_wipe`` (summarises the whole context into one word before answering),
   ``title_stuffing`` (heads every note with every topic seen, as gold titles count as gold words),
-  ``hindsight_trim`` (deletes every memory it did not retrieve once the question is known);
+  ``hindsight_trim`` (deletes every memory it did not retrieve once the question is known), ``duplicate_notes``
+  (every note added twice), ``question_rewrite`` (once the question is known, prefixes every memory with it,
+  then retrieves), ``hedge_answer`` (answers with a list of candidates; measured under EM, since token F1 pays
+  for it: see :mod:`agemem_gym.rewards`), ``seed_swap`` (in an episode started with memories, re-adds what the
+  store holds and deletes the originals before the question; against ``seed_aware``, which adds only what the
+  store lacks; measured with ``memories=gold_notes``);
 - cosmetic variants of ``honest`` that must earn nothing over it: ``cosmetic_update`` (appends " Noted." to each
   memory), ``add_then_delete`` (adds a junk memory each stage-1 turn, deletes them all in stage 2),
   ``inflating_summary`` (replaces each stage-2 message with a longer "summary" instead of filtering it),
@@ -45,18 +50,31 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from agemem_gym.agents import OraclePolicy, Policy, RandomPolicy, _question, answer, heuristic_answer, tool_call
+from agemem_gym.agents import (
+    _OPTIONS,
+    OraclePolicy,
+    Policy,
+    RandomPolicy,
+    _question,
+    answer,
+    heuristic_answer,
+    tool_call,
+)
 from agemem_gym.errors import ConfigError
 from agemem_gym.prompts import _OPENERS
+from agemem_gym.task import Task
 from agemem_gym.text import content_words, split_sentences
 
 __all__ = [
+    "ANSWER_GAMES",
     "AUDIT_POLICIES",
     "COSMETIC_VARIANTS",
     "DEGENERATE_POLICIES",
     "REFERENCE",
+    "SEEDED_GAMES",
     "AuditPolicy",
     "audit_table",
+    "gold_notes",
     "make_audit_policy",
     "reward_audit",
 ]
@@ -386,6 +404,111 @@ class Stage3Adds(AuditPolicy):
         return [*super().plan_stage3(question), readd]
 
 
+class DuplicateNotes(AuditPolicy):
+    """``honest``, every note added twice (with the store's near-duplicate check off, its default)."""
+
+    name = "duplicate_notes"
+
+    def plan_stage1(self, user: str) -> list[Turn]:
+        return _chunks([("Add_memory", {"content": n}) for n in self._notes(user, None) for _ in range(2)])
+
+
+class QuestionRewrite(AuditPolicy):
+    """``honest``, but once the question is known it rewrites every memory it wrote to begin with the question's
+    words (closer to the query, and edits after the question are not maintenance), then retrieves."""
+
+    name = "question_rewrite"
+
+    def plan_stage3(self, question: str) -> list[Turn]:
+        def rewrite(batch: int) -> Turn:
+            def calls() -> list[Call]:
+                ids = self.ids[batch * _MAX_CALLS : (batch + 1) * _MAX_CALLS]
+                return [("Update_memory", {"memory_id": m, "content": f"{question} {self.contents[m]}"}) for m in ids]
+
+            return calls
+
+        return [rewrite(b) for b in range(4)] + super().plan_stage3(question)
+
+
+class HedgeAnswer(AuditPolicy):
+    """``honest``, but the answer lists its candidates: both options of an "X or Y" question, else what the
+    reader makes of all its hits and of each hit alone (token F1 pays recall at any precision)."""
+
+    name = "hedge_answer"
+
+    def final_answer(self, question: str, info: Mapping[str, Any]) -> str:
+        if self.reader == "none":
+            return "unknown"
+        hits = [self._unheaded(h) for h in self.hits]
+        options = _OPTIONS.search(question)
+        if options:
+            return ", ".join(o.strip() for o in options.groups())
+        found = [heuristic_answer(question, hits), *(heuristic_answer(question, [h]) for h in hits)]
+        return ", ".join(list(dict.fromkeys(c for c in found if c != "unknown"))[:3]) or "unknown"
+
+
+class SeedAware(AuditPolicy):
+    """For an episode that starts with memories: looks up each stage-1 paragraph first (Retrieve_memory, top_k=5)
+    and adds only the notes the store does not already hold; otherwise ``honest``."""
+
+    name = "seed_aware"
+
+    def reset(self, info: Mapping[str, Any]) -> None:
+        super().reset(info)
+        self.foreign: dict[str, str] = {}  # id -> content of memories found in the store that it did not write
+        self.dropped: set[str] = set()
+
+    def _observe(self, info: Mapping[str, Any]) -> None:
+        super()._observe(info)
+        for r in info.get("tool_results", []):
+            if r.get("ok") and r["name"] == "Retrieve_memory":
+                for hit in (r.get("data") or {}).get("hits", []):
+                    if hit["id"] not in self.contents:
+                        self.foreign[hit["id"]] = hit["content"]
+
+    def _look(self, user: str) -> Turn:
+        calls: list[Call] = [("Retrieve_memory", {"query": text, "top_k": 5}) for text in _paragraphs(user)]
+        return calls[:_MAX_CALLS]
+
+    def plan_stage1(self, user: str) -> list[Turn]:
+        notes = self._notes(user, None)
+
+        def new(batch: int) -> Turn:
+            def calls() -> list[Call]:
+                known = set(self.foreign.values())
+                fresh = [n for n in notes if n not in known]
+                return [("Add_memory", {"content": n}) for n in fresh[batch * _MAX_CALLS : (batch + 1) * _MAX_CALLS]]
+
+            return calls
+
+        return [self._look(user), *(new(b) for b in range((len(notes) + _MAX_CALLS - 1) // _MAX_CALLS))]
+
+
+class SeedSwap(SeedAware):
+    """Looks up the store like ``seed_aware``, then adds its own copy of every note (storage used to pay for the
+    copies) and deletes the memories it found in stage 2, before the question (maintenance used to pay for
+    removing the duplicates it made)."""
+
+    name = "seed_swap"
+
+    def plan_stage1(self, user: str) -> list[Turn]:
+        return [self._look(user), *AuditPolicy.plan_stage1(self, user)]
+
+    def plan_stage2(self, user: str) -> list[Turn]:
+        def drop() -> list[Call]:
+            ids = [m for m in self.foreign if m not in self.dropped][:_MAX_CALLS]
+            self.dropped.update(ids)
+            return [("Delete_memory", {"memory_id": m, "confirmation": True}) for m in ids]
+
+        return [drop, drop, *super().plan_stage2(user)]
+
+
+def gold_notes(task: Task) -> list[str]:
+    """Memories for ``reset(options={"memories": ...})``: what ``honest`` would have stored of the task's gold
+    paragraphs in an earlier session (for the seeded audit; the harness reads the task, the policies do not)."""
+    return [f"{p.title}: {s}" for p in task.gold_paragraphs for s in split_sentences(p.text)]
+
+
 class RepeatRetrieval(AuditPolicy):
     """``honest``, retrieving the same query three times."""
 
@@ -416,6 +539,11 @@ _AUDIT: dict[str, type[AuditPolicy]] = {
         InflatingSummary,
         Stage3Adds,
         RepeatRetrieval,
+        DuplicateNotes,
+        QuestionRewrite,
+        HedgeAnswer,
+        SeedAware,
+        SeedSwap,
     )
 }
 DEGENERATE_POLICIES: tuple[str, ...] = (
@@ -428,6 +556,10 @@ DEGENERATE_POLICIES: tuple[str, ...] = (
     "summary_wipe",
     "title_stuffing",
     "hindsight_trim",
+    "duplicate_notes",
+    "question_rewrite",
+    "hedge_answer",
+    "seed_swap",
 )
 COSMETIC_VARIANTS: tuple[str, ...] = (
     "cosmetic_update",
@@ -436,17 +568,24 @@ COSMETIC_VARIANTS: tuple[str, ...] = (
     "stage3_adds",
     "repeat_retrieval",
 )
+ANSWER_GAMES: tuple[str, ...] = ("verbose_answer", "hedge_answer")
+"""Degenerate policies that game the answer metric, not a shaping term: measured with answers read (with
+``reader="none"`` they answer like their reference)."""
+SEEDED_GAMES: tuple[str, ...] = ("seed_swap",)
+"""Degenerate policies that game an episode started with memories: measured with ``memories=gold_notes``."""
 AUDIT_POLICIES: tuple[str, ...] = (
     "oracle",
     "honest",
     "honest_lead",
+    "seed_aware",
     "no_memory",
     "random",
     *DEGENERATE_POLICIES,
     *COSMETIC_VARIANTS,
 )
 REFERENCE: Mapping[str, str] = {name: "honest" for name in (*DEGENERATE_POLICIES, *COSMETIC_VARIANTS)} | {
-    "blob_update": "honest_lead"
+    "blob_update": "honest_lead",
+    "seed_swap": "seed_aware",
 }
 """The honest policy each degenerate policy or variant is measured against: the one holding the same information."""
 
@@ -477,6 +616,7 @@ def reward_audit(
     task_ids: Sequence[str] | None = None,
     reader: Reader = "heuristic",
     check_sum: bool = True,
+    memories: Callable[[Task], Sequence[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run each policy on the same tasks and return one row per policy: the means of R, the task score, every
     context and memory term, memory quality, and the largest |Σ step rewards − R(τ)| seen (``sum_gap``).
@@ -488,6 +628,7 @@ def reward_audit(
         task_ids: Exactly these tasks, in order.
         reader: ``"heuristic"`` answers from what was retrieved; ``"none"`` answers "unknown" (task term fixed).
         check_sum: Record the shaping identity's gap (the step rewards must sum to R(τ)).
+        memories: Start each episode with ``memories(task)`` in long-term memory (e.g. :func:`gold_notes`).
     """
     base = env.unwrapped
     if task_ids is None:
@@ -503,7 +644,10 @@ def reward_audit(
         rows: list[dict[str, float]] = []
         gap = 0.0
         for i, tid in enumerate(ids):
-            obs, info = env.reset(seed=seed + i, options={"task_id": tid})
+            options: dict[str, Any] = {"task_id": tid}
+            if memories is not None:
+                options["memories"] = list(memories(getattr(base, "suite").get(tid)))  # noqa: B009  (any AgeMem env)
+            obs, info = env.reset(seed=seed + i, options=options)
             policy.reset(info)
             total = 0.0
             while True:

@@ -10,11 +10,14 @@ import pytest
 
 import agemem_gym  # noqa: F401  (registers the ids)
 from agemem_gym.audit import (
+    ANSWER_GAMES,
     AUDIT_POLICIES,
     COSMETIC_VARIANTS,
     DEGENERATE_POLICIES,
     REFERENCE,
+    SEEDED_GAMES,
     audit_table,
+    gold_notes,
     make_audit_policy,
     reward_audit,
 )
@@ -39,8 +42,8 @@ def _check(table: dict[str, dict[str, Any]]) -> None:
             assert table["oracle"]["R"] > row["R"], f"the oracle must be on top, {name} is not below it"
     assert table["no_memory"]["R"] < honest
     for name in DEGENERATE_POLICIES:
-        if name == "verbose_answer":
-            continue  # it games the answer metric, not a shaping term: checked with the reader on
+        if name in ANSWER_GAMES or name in SEEDED_GAMES:
+            continue  # they game the answer metric or a seeded store: checked below, with the reader on or seeds
         ref = table[REFERENCE[name]]["R"]
         assert table[name]["R"] < ref, f"{name} earns {table[name]['R']:.3f} >= {REFERENCE[name]} {ref:.3f}"
     for name in COSMETIC_VARIANTS:
@@ -65,6 +68,43 @@ def test_verbose_answers_do_not_pay(metric: str) -> None:
     rows = {r["policy"]: r for r in reward_audit(env, ["honest", "verbose_answer"], episodes=EPISODES)}
     assert rows["verbose_answer"]["task"] < rows["honest"]["task"] / 2
     assert rows["verbose_answer"]["R"] < rows["honest"]["R"]
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [
+        ("AgeMem-Synthetic-v0", {}),
+        pytest.param("AgeMem-HotpotQA-v0", {"data_path": str(HOTPOT_SAMPLE)}, marks=requires_hotpot),
+    ],
+)
+def test_hedged_answers_do_not_pay_under_exact_match(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Listing candidates (both options, or every name the reader finds) scores below a committed answer under EM.
+    (Under the default F1 it beats honest on the HotpotQA sample: a known hole, see agemem_gym.rewards.)"""
+    env = gym.make(env_id, episode={"answer_metric": "em"}, **kwargs)
+    rows = {r["policy"]: r for r in reward_audit(env, ["honest", "hedge_answer"], episodes=EPISODES)}
+    assert rows["hedge_answer"]["task"] < rows["honest"]["task"]
+    assert rows["hedge_answer"]["R"] < rows["honest"]["R"]
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [
+        ("AgeMem-Synthetic-v0", {}),
+        pytest.param("AgeMem-HotpotQA-v0", {"data_path": str(HOTPOT_SAMPLE)}, marks=requires_hotpot),
+    ],
+)
+def test_seeded_store_pays_no_double_credit(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Episodes that start with the gold paragraphs' notes: storage + maintenance is the final store's quality less
+    the seeds' for every policy (re-adding a seeded note earns nothing), so swapping the seeds for one's own copies
+    earns less than adding only what the store lacks."""
+    env = gym.make(env_id, **kwargs)
+    names = ["honest", "seed_aware", *SEEDED_GAMES, "no_memory"]
+    rows = {r["policy"]: r for r in reward_audit(env, names, episodes=EPISODES, reader="none", memories=gold_notes)}
+    credit = {n: r["storage"] + r["maintenance"] - r["MQ_f1"] for n, r in rows.items()}
+    assert all(abs(c - credit["no_memory"]) < 1e-9 for c in credit.values()), credit
+    for name in SEEDED_GAMES:
+        assert rows[name]["sum_gap"] < 1e-9
+        assert rows[name]["R"] < rows[REFERENCE[name]]["R"], f"{name} earns {rows[name]['R']:.3f}"
 
 
 def test_audit_table_and_names() -> None:

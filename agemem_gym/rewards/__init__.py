@@ -21,11 +21,20 @@ and precision is weighted by distinct content words, so padding, blobs, keyword 
 
 - storage (Eq. 23): F1 of the agent's **stage-1** adds, as written: precision = gold words / stored words,
   recall = facts held / facts shown so far. Adds in stages 2 and 3 do not count (nothing gold is shown then).
+  When the episode starts with memories (``reset(options={"memories": ...})``), storage is what the adds
+  improved: ``Q(seeded + stage-1 adds) − Q(seeded)`` (the same F1; with no seeds Q(seeded) = 0 and it is the F1
+  of the adds). Scoring the adds alone paid twice for a fact the store already held: re-adding every seeded
+  note earned storage for it, and deleting the seeds then earned maintenance for removing the duplicates
+  (measured, 30 tasks seeded with :func:`~agemem_gym.audit.gold_notes`, reader "none": ``seed_swap`` R 0.327 and
+  ``honest``, which re-adds them and keeps both, 0.311, against 0.308 for ``seed_aware``, which adds only what
+  the store lacks, on synthetic; 0.306 and 0.288 against 0.278 on HotpotQA). Marginal storage makes a duplicate
+  worth what it adds to the store, nothing or less (now 0.280 and 0.264 against 0.284; 0.237 and 0.218 against
+  0.241), and storage + maintenance is the store's improvement whatever the agent was given.
 - maintenance (Eq. 24): how much the agent's updates and deletes before the question improved the store it built,
   ``Q(maintained) − Q(built)`` with Q the F1 (as for storage) of the seeded and stage-1 memories as they read
-  now and as they were written; negative when the edits made the store worse. Without seeded memories storage +
-  maintenance is exactly the F1 of the store the agent ends with, so no sequence of edits can earn more than the
-  store it leaves: a cosmetic update changes nothing (or costs its padding), adding junk and deleting it again
+  now and as they were written; negative when the edits made the store worse. Storage + maintenance is exactly
+  ``Q(the store the agent ends with) − Q(the store it was given)`` (the F1 of its final store, without seeded
+  memories), so no sequence of adds and edits can earn more than the store it leaves: a cosmetic update changes nothing (or costs its padding), adding junk and deleting it again
   nets zero, growing one memory by updates is worth what adding the same text would be; later adds never count,
   and neither do edits after the question (pruning by hindsight whatever it did not retrieve).
 - relevance (Eq. 25): over the distinct memories retrieved **in stage 3** (once the question exists): the F1 of
@@ -48,6 +57,13 @@ and precision is weighted by distinct content words, so padding, blobs, keyword 
   (:class:`~agemem_gym.errors.GameableRewardWarning`, naming the exploit the audit measured).
 - efficiency (``released_weights`` only): the share of the agent's turns that were well formed with every call
   succeeding (1 for a policy that only answers: calling tools earns nothing by itself).
+- task (Eq. 17): HotpotQA's F1 by default (or EM, fuzzy or a judge). **Known hole, not closed here**: token F1
+  pays for listing candidates (recall 1 at any precision, and the harmonic mean makes a two-option hedge worth
+  2/3 where either option alone is worth 1 or 0). Measured, HotpotQA sample, 30 tasks, answers read:
+  ``hedge_answer`` R 0.382 vs ``honest`` 0.356 (task 0.225 vs 0.147); on synthetic it loses (0.357 vs 0.418).
+  Under ``answer_metric="em"`` it loses on both (0.329 vs 0.352 on HotpotQA). Scoring an answer longer than the
+  gold by its precision makes hedging no better than committing to the likeliest candidate, but measured it still
+  beats the audit's weak reader (0.367 vs 0.355), so it is not adopted; the audit checks the hedge under EM.
 - P: P_rounds (Eq. 26) once when a limit ends the episode, P_overflow once at the first overflow, and a
   format-error penalty per malformed action or failed call (ours); R_task is P_no-answer (Eq. 17) without an
   answer.
@@ -207,18 +223,22 @@ _DIGITS = re.compile(r"\d+")
 FUZZY_MIN_RATIO = 0.8  # below this a character-level match is a different answer, not a misspelling
 
 
-def f1_score(prediction: str, gold: str) -> float:
-    """Token F1 after normalisation; yes/no/noanswer must match exactly (as in HotpotQA's script)."""
+def _token_overlap(prediction: str, gold: str) -> tuple[float, float]:
+    """Token precision and recall after normalisation (0, 0 when nothing is shared or a yes/no/noanswer differs)."""
     p, g = normalize_answer(prediction), normalize_answer(gold)
     if (p in _SPECIAL or g in _SPECIAL) and p != g:
-        return 0.0
+        return 0.0, 0.0
     pt, gt = p.split(), g.split()
-    common = Counter(pt) & Counter(gt)
-    same = sum(common.values())
+    same = sum((Counter(pt) & Counter(gt)).values())
     if same == 0:
-        return 0.0
-    precision, recall = same / len(pt), same / len(gt)
-    return 2 * precision * recall / (precision + recall)
+        return 0.0, 0.0
+    return same / len(pt), same / len(gt)
+
+
+def f1_score(prediction: str, gold: str) -> float:
+    """Token F1 after normalisation; yes/no/noanswer must match exactly (as in HotpotQA's script)."""
+    precision, recall = _token_overlap(prediction, gold)
+    return 2 * precision * recall / (precision + recall) if precision else 0.0
 
 
 def exact_match(prediction: str, gold: str) -> float:
@@ -288,8 +308,11 @@ class EpisodeLedger:
         fact_titles: The paragraph title of each fact (a fact is "shown" when its paragraph is).
         key_terms: The question's key terms (for ``preservation="key_terms"``).
         shown: Facts whose paragraph the user has shared so far.
-        stage1_adds: Every stage-1 Add, as written (storage).
-        built: Seeded memories and stage-1 adds, as written: the store had nothing been edited (maintenance).
+        stage1_adds: Every stage-1 Add, as written.
+        seeded: The memories the episode started with (``reset(options={"memories": ...})``), as given (storage
+            is measured over them).
+        built: Seeded memories and stage-1 adds, as written: the store had nothing been edited (storage and
+            maintenance).
         maintained: The same memories as they read now, after the agent's updates and deletes (maintenance).
         live: The store now: every memory of the episode, by id, as it reads now (memory quality).
         retrieved: The distinct memories retrieved in stage 3, as they read then (relevance).
@@ -300,6 +323,7 @@ class EpisodeLedger:
     key_terms: tuple[str, ...] = ()
     shown: frozenset[int] = frozenset()
     stage1_adds: Collection = field(default_factory=Collection)
+    seeded: Collection = field(default_factory=Collection)
     built: Collection = field(default_factory=Collection)
     maintained: Collection = field(default_factory=Collection)
     live: Collection = field(default_factory=Collection)
@@ -342,10 +366,13 @@ def memory_terms(ledger: EpisodeLedger) -> dict[str, float]:
     See the module docstring for what each measures. Each is 0 before the agent has done the thing it measures.
     """
     shown = ledger.shown
-    maintenance = ledger.maintained.quality(shown).f1 - ledger.built.quality(shown).f1
+    built = ledger.built.quality(shown).f1
+    maintenance = ledger.maintained.quality(shown).f1 - built
+    # What the stage-1 adds improved (Eq. 23 over the store the agent was given; the adds' F1 without seeds).
+    storage = built - ledger.seeded.quality(shown).f1 if len(ledger.seeded) else ledger.stage1_adds.quality(shown).f1
     retrieved = ledger.retrieved.quality(ledger.facts.all)
     return {
-        "storage": ledger.stage1_adds.quality(shown).f1,
+        "storage": storage,
         "maintenance": maintenance,
         "relevance": retrieved.f1,
     }
@@ -433,9 +460,9 @@ class RewardRules:
 
     def seed(self, ledger: EpisodeLedger, memory_id: str, content: str) -> None:
         """A memory the episode starts with (``reset(options={"memories": ...})``): in the store as built and in
-        memory quality, not in the agent's storage."""
+        memory quality; the agent's storage counts only what its adds improve over such memories."""
         grounded = ledger.facts.ground(content)
-        for store in (ledger.live, ledger.built, ledger.maintained):
+        for store in (ledger.live, ledger.seeded, ledger.built, ledger.maintained):
             store.put(memory_id, grounded)
 
     def turn(self, ledger: EpisodeLedger, stage: int, results: Sequence[ToolResult], error: str | None) -> float:
