@@ -22,6 +22,10 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     "AgeMem-BabyAI-v0": ("agemem_gym.envs.babyai:BabyAIEnv", {}),
     # scienceworld (the [scienceworld] extra) and a Java runtime are needed only when the env is made.
     "AgeMem-ScienceWorld-v0": ("agemem_gym.envs.scienceworld:ScienceWorldEnv", {}),
+    # textworld (the [textworld] extra) is imported only when a game is made or compiled.
+    "AgeMem-TextWorld-v0": ("agemem_gym.envs.textworld:TextWorldEnv", {}),
+    # ALFWorld's game files (a download; see agemem-download alfworld) and the [textworld] extra.
+    "AgeMem-ALFWorld-v0": ("agemem_gym.envs.alfworld:ALFWorldEnv", {}),
 }
 
 
