@@ -44,6 +44,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,7 @@ def _import_textworld(what: str = "AgeMem-TextWorld-v0") -> Any:
     """The ``textworld`` module, or a ConfigError naming the extra."""
     try:
         import textworld
-        import textworld.challenges  # noqa: F401  (registers the challenges)
+        import textworld.challenges
     except ImportError as err:
         raise ConfigError(f"{what} needs textworld, which is not installed ({err}): {_INSTALL_HINT}") from None
     return textworld
@@ -426,7 +427,13 @@ class TextWorldGame:
         reward = (int(self._state["score"]) - before) / max_score
         terminated = bool(done or self._state["won"] or self._state["lost"])
         truncated = not terminated and int(self._state["moves"]) >= self.step_limit
-        return self._with_hint(strip_banner(str(self._state.feedback))), reward, terminated, truncated, self._game_info()
+        return (
+            self._with_hint(strip_banner(str(self._state.feedback))),
+            reward,
+            terminated,
+            truncated,
+            self._game_info(),
+        )
 
     def valid_actions(self) -> Sequence[str] | None:
         """The admissible commands with ``admissible="enforce"``, else None (TextWorld parses free text)."""
@@ -476,7 +483,7 @@ class TextWorldGame:
 
     def close(self) -> None:
         """Close the game's interpreter."""
-        env, self._env = self._env, None
+        env, self._env = getattr(self, "_env", None), None
         if env is not None:
             with contextlib.suppress(Exception):
                 env.close()
@@ -490,7 +497,10 @@ class TextWorldGame:
         path = self.catalog.path(task_id)
         if self._env is None or path != self._path:
             self.close()
-            self._env = self._tw.start(str(path), request_infos=self._infos)
+            with warnings.catch_warnings():
+                # jericho cannot read TextWorld-compiled games' score; TextWorld's own Inform 7 wrapper tracks it.
+                warnings.filterwarnings("ignore", message=".*is not fully supported", category=UserWarning)
+                self._env = self._tw.start(str(path), request_infos=self._infos)
             self._path = path
         self._state = self._env.reset()
         self.task_id, self.history = task_id, []
