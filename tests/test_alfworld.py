@@ -65,7 +65,7 @@ def test_loader_finds_the_trials_of_a_split_and_filters_task_types(tmp_path: Pat
     assert only.task_ids == ("look_at_obj_in_light-Key-None-DeskLamp-2/trial_T20190002_000002",)
     assert only.traj_data(only.task_ids[0])["task_type"] == "look_at_obj_in_light"
     glulx = next(t for t in games.task_ids if t.startswith("pick_cool"))
-    with pytest.raises(ConfigError, match="Glulx game, which TextWorld 1.7 no longer plays"):
+    with pytest.raises(ConfigError, match=r"Glulx game, which TextWorld 1\.7 no longer plays"):
         games.path(glulx)
     with pytest.raises(ConfigError, match="is not one of this env's 3 ALFWorld valid_unseen trials"):
         games.check("nope/trial")
