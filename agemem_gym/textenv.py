@@ -397,6 +397,19 @@ class TextGameEnv(MemoryToolsEnv[_Episode]):
                 ep.truncation = "max_turns"
                 penalty += self.penalties.rounds
             truncated = ep.truncation is not None
+        return self._close_step(game_reward, penalty, terminated, truncated, error, results, game_info)
+
+    def _close_step(
+        self,
+        game_reward: float,
+        penalty: float,
+        terminated: bool,
+        truncated: bool,
+        error: str | None,
+        results: Sequence[ToolResult],
+        game_info: Mapping[str, Any],
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        ep = self._require()
         components = {"game": game_reward, "penalty": penalty}
         reward = game_reward + penalty
         ep.penalty += penalty
@@ -408,6 +421,27 @@ class TextGameEnv(MemoryToolsEnv[_Episode]):
             if truncated:
                 info["truncation_reason"] = ep.truncation
         return self.context.render(), reward, terminated, truncated, info
+
+    def truncate(self, reason: str = "turn_cap") -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """End the episode now, as the env ends one that runs past its turn limits (P_rounds applies).
+
+        For rollout loops that stop an episode before the env does (a trainer's turn cap, a library's max-turns,
+        TRL's end of generation): the returned step has ``truncated=True``, the closing reward (P_rounds) and
+        ``info["episode"]``, so the episode's step rewards still sum to its R. ``reason`` lands in
+        ``info["truncation_reason"]``. The game does not move.
+
+        Raises:
+            gymnasium.error.ResetNeeded: No episode is running (never reset, or already ended).
+        """
+        ep = self._require()
+        if ep.done:
+            raise gym.error.ResetNeeded("the episode has ended; call reset() before truncating it")
+        ep.truncation = str(reason)
+        return self._close_step(0.0, self.penalties.rounds, False, True, None, [], {})
+
+    def episode_reward(self) -> float:
+        """R of the episode so far: the sum of its step rewards (the whole episode's R once it has ended)."""
+        return self._require().reward_sum
 
     def _feedback(self, shown: str, message: str) -> None:
         """A rejected turn: the agent's text and what was wrong with it enter the context."""

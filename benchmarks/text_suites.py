@@ -1,15 +1,21 @@
-"""Text suites: the AgeMem-BabyAI-v0 and AgeMem-ScienceWorld-v0 tables (reference agent, no memory, random, the
-reference with memory) and the wrapper's cost per step beside the raw library's.
+"""Text suites: the AgeMem-BabyAI-v0, AgeMem-ScienceWorld-v0 and AgeMem-TextWorld-v0 tables (reference agent, no
+memory, random, the reference with memory) and the wrapper's cost per step beside the raw library's.
 
     .venv/bin/python -m benchmarks.text_suites                  # BabyAI: 50 episodes per policy, 3,000 timed steps
     .venv/bin/python -m benchmarks.text_suites --quick          # seconds; figures meaningless
     .venv/bin/python -m benchmarks.text_suites --level BabyAI-GoToLocal-v0
     .venv/bin/python -m benchmarks.text_suites --suite scienceworld   # 50 episodes, 300 timed steps (minutes)
     .venv/bin/python -m benchmarks.text_suites --suite pddl           # 50 episodes, 3,000 timed steps (seconds)
+    .venv/bin/python -m benchmarks.text_suites --suite textworld      # 50 episodes, 1,000 timed steps (minutes)
 
 PDDL's step cost has three series on the same seeded random applicable actions: the bare STRIPS engine step
 (``Task.holds`` and ``Task.apply`` on a ground action), the text game (:class:`~agemem_gym.envs.pddl.PDDLGame`:
 parsing the command, the step, the progress and the text of the state) and the whole AgeMem step.
+
+TextWorld's step cost has three series on the same compiled games and the same seeded admissible commands: the
+library's ``env.step`` (``textworld.start(game, request_infos=...)`` with the infos the suite requests), the text
+game (:class:`~agemem_gym.envs.textworld.TextWorldGame`: that step, the banner strip and the admissible hint) and
+the whole AgeMem step. Games are compiled (untimed) before the timing starts.
 
 ScienceWorld's step cost has four series: the library's public step (``scienceworld.ScienceWorldEnv.step``, which
 also lists every valid action and looks around on each call), its simulator's bare step (``env.server.step``), the
@@ -61,8 +67,9 @@ _DEFAULT_JSON = Path("benchmarks/results/text_suites.json")
 class Args:
     """The BabyAI table and the wrapper's step cost."""
 
-    suite: Literal["babyai", "scienceworld", "pddl"] = "babyai"
-    """Which suite: BabyAI (minigrid), ScienceWorld (needs the [scienceworld] extra and Java) or PDDL."""
+    suite: Literal["babyai", "scienceworld", "pddl", "textworld"] = "babyai"
+    """Which suite: BabyAI (minigrid), ScienceWorld (needs the [scienceworld] extra and Java), PDDL, or TextWorld
+    (the [textworld] extra)."""
     level: str = "BabyAI-GoToRedBall-v0"
     """BabyAI level."""
     episodes: int = 50
@@ -75,6 +82,12 @@ class Args:
     """Untimed steps first (default: 200 for BabyAI, 20 for ScienceWorld)."""
     sw_split: Literal["train", "dev", "test"] = "train"
     """ScienceWorld: which variations the episodes draw from."""
+    tw_challenge: Literal["tw-simple", "tw-coin_collector", "tw-treasure_hunter"] = "tw-simple"
+    """TextWorld: the challenge."""
+    tw_level: int = 1
+    """TextWorld: the difficulty level."""
+    tw_cache_dir: Path | None = None
+    """TextWorld: where compiled games go (default the cache directory)."""
     quick: bool = False
     """Tiny sizes (a smoke run)."""
     json_out: Path | None = _DEFAULT_JSON
@@ -357,6 +370,119 @@ def pddl_step_cost(args: Args) -> dict[str, Any]:
     base = out["engine step"]["median_us"]
     for name in out:
         out[name]["ratio_to_engine"] = ratio(out[name]["median_us"], base)
+
+
+def _tw_env(args: Args, **kwargs: Any) -> Any:
+    from agemem_gym.envs.textworld import TextWorldEnv
+
+    return TextWorldEnv(challenge=args.tw_challenge, level=args.tw_level, cache_dir=args.tw_cache_dir, **kwargs)
+
+
+def tw_policy_table(args: Args) -> dict[str, dict[str, float]]:
+    """Success rate, progress, R, steps and tool counts per TextWorld policy over the same seeded games."""
+    from agemem_gym.textenv import evaluate_text_game
+
+    plans = [(name, False) for name in ("walkthrough", "no_memory", "random", "walkthrough_memory")]
+    plans.append(("walkthrough_memory (lifelong)", True))
+    out: dict[str, dict[str, float]] = {}
+    for name, lifelong in plans:
+        env = _tw_env(args, lifelong=lifelong)
+        try:
+            policy = env.scripted_policy(name.split(" ")[0], args.seed)
+            out[name] = evaluate_text_game(env, policy, episodes=args.episodes, seed=args.seed).summary
+        finally:
+            env.close()
+    return out
+
+
+def tw_step_cost(args: Args) -> dict[str, Any]:
+    """Median µs per step: TextWorld's own env.step, the text game, the AgeMem wrapper (interleaved, same games)."""
+    import textworld
+
+    from agemem_gym.envs.textworld import TextWorldGame
+
+    assert args.calls is not None and args.burn_in is not None  # set by main()
+    wrapped = _tw_env(args, episode={"max_turns": 10**6}, step_limit=10**6)
+    game = TextWorldGame(wrapped.suite, step_limit=10**6)
+    infos = game._infos  # the infos the suite requests, so the library does the same work per step
+    rng = np.random.default_rng(args.seed)
+    # The games the AgeMem env draws from these seeds, compiled before the timing (the same draw as reset()).
+    task_ids = [wrapped.suite.draw(np.random.default_rng(args.seed + e)) for e in range(8)]
+    paths = {t: str(wrapped.suite.path(t)) for t in task_ids}
+    raw: dict[str, Any] = {"env": None, "path": None, "state": None}
+    picks = rng.random(args.burn_in + args.calls)
+
+    def raw_reset(episode: int) -> None:
+        path = paths[task_ids[episode % len(task_ids)]]
+        if raw["path"] != path:
+            if raw["env"] is not None:
+                raw["env"].close()
+            raw["env"], raw["path"] = textworld.start(path, request_infos=infos), path
+        raw["state"] = raw["env"].reset()
+
+    def pick(commands: list[str], i: int) -> str:
+        # Never "take"/"put"/"drop"/"eat": they could end the game (a win, or treasure hunter's loss).
+        safe = [c for c in commands if not c.startswith(("take", "put", "drop", "eat", "insert"))] or ["look"]
+        return safe[int(picks[i] * len(safe))]
+
+    commands: dict[int, str] = {}  # step i's command, chosen from the library env's admissible commands
+
+    def series(reset: Callable[[int], None], step: Callable[[int], bool], leader: bool = False) -> Timed:
+        state = {"done": True, "episode": 0, "n": 0}
+
+        def setup(i: int) -> None:
+            if state["done"] or state["n"] >= 40:  # a fresh game every 40 steps, as the library's
+                reset(state["episode"])
+                state["episode"] += 1
+                state["done"], state["n"] = False, 0
+            if leader:
+                commands[i] = pick(list(raw["state"]["admissible_commands"] or []), i)
+
+        def run(i: int) -> None:
+            state["done"] = step(i)
+            state["n"] += 1
+
+        return Timed(run, setup)
+
+    def raw_step(i: int) -> bool:
+        raw["state"], _, done = raw["env"].step(commands[i])
+        return bool(done)
+
+    def game_step(i: int) -> bool:
+        _, _, te, tr, _ = game.step(commands[i])
+        return te or tr
+
+    def wrapped_step(i: int) -> bool:
+        _, _, te, tr, _ = wrapped.step(f"<think>I act.</think><answer>{commands[i]}</answer>")
+        return te or tr
+
+    def task_reset(target: Any, episode: int) -> None:
+        target.next_task = task_ids[episode % len(task_ids)]
+        target.reset(seed=0)
+
+    def wrapped_reset(episode: int) -> None:
+        wrapped.reset(options={"task_id": task_ids[episode % len(task_ids)]})
+
+    try:
+        with blas_threads(1):
+            seconds = interleaved(
+                {
+                    "library step": series(raw_reset, raw_step, leader=True),
+                    "text game step": series(lambda e: task_reset(game, e), game_step),
+                    "AgeMem step": series(wrapped_reset, wrapped_step),
+                },
+                calls=args.calls,
+                burn_in=args.burn_in,
+                alternate=False,  # the library series picks each step's command, so it runs first
+            )
+    finally:
+        for closable in (game, wrapped, raw["env"]):
+            if closable is not None:
+                closable.close()
+    out: dict[str, Any] = {name: stats(s) for name, s in seconds.items()}
+    base = out["library step"]["median_us"]
+    for name in out:
+        out[name]["ratio_to_library"] = ratio(out[name]["median_us"], base)
     return out
 
 
@@ -366,6 +492,7 @@ def render(table: dict[str, dict[str, float]], cost: dict[str, Any], args: Args)
         "babyai": args.level,
         "scienceworld": f"AgeMem-ScienceWorld-v0 ({args.sw_split} split, all 30 tasks)",
         "pddl": "AgeMem-PDDL-v0 (generated blocksworld 3-6 blocks and gripper 2-5 balls, step limit 30)",
+        "textworld": f"AgeMem-TextWorld-v0 ({args.tw_challenge}, level {args.tw_level}, train games)",
     }[args.suite]
     lines = [f"{name}: {args.episodes} episodes per policy, seeds {args.seed}..{args.seed + args.episodes - 1}"]
     lines += ["", "| policy | " + " | ".join(c[0] for c in COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
@@ -376,6 +503,7 @@ def render(table: dict[str, dict[str, float]], cost: dict[str, Any], args: Args)
         "babyai": ("minigrid", "ratio_to_minigrid"),
         "scienceworld": ("library step", "ratio_to_library"),
         "pddl": ("engine step", "ratio_to_engine"),
+        "textworld": ("library step", "ratio_to_library"),
     }[args.suite]
     lines += [f"| series | median µs | p99 µs | × {base} |", "|---|---:|---:|---:|"]
     for series_name, s in cost.items():
@@ -385,9 +513,9 @@ def render(table: dict[str, dict[str, float]], cost: dict[str, Any], args: Args)
 
 def main(args: Args) -> dict[str, Any]:
     """Run both parts, print the tables, write the JSON; returns the results."""
-    sw = args.suite == "scienceworld"
-    args.calls = args.calls if args.calls is not None else (300 if sw else 3000)
-    args.burn_in = args.burn_in if args.burn_in is not None else (20 if sw else 200)
+    sw, tw = args.suite == "scienceworld", args.suite == "textworld"
+    args.calls = args.calls if args.calls is not None else (300 if sw else 1000 if tw else 3000)
+    args.burn_in = args.burn_in if args.burn_in is not None else (20 if sw else 50 if tw else 200)
     if args.suite != "babyai" and args.json_out == _DEFAULT_JSON:
         args.json_out = _DEFAULT_JSON.with_name(f"text_suites_{args.suite}.json")
     if args.quick:
@@ -396,6 +524,8 @@ def main(args: Args) -> dict[str, Any]:
         table, cost = sw_policy_table(args), sw_step_cost(args)
     elif args.suite == "pddl":
         table, cost = pddl_policy_table(args), pddl_step_cost(args)
+    elif tw:
+        table, cost = tw_policy_table(args), tw_step_cost(args)
     else:
         table, cost = policy_table(args), step_cost(args)
     results = {"machine": machine_info(), "args": vars(args), "table": table, "step_cost": cost}

@@ -9,6 +9,10 @@ Command line (installed as ``agemem-download``)::
 
     agemem-download hotpotqa --split dev            # into the cache directory, where the env looks
     agemem-download hotpotqa --split train --dest ./data
+    agemem-download alfworld --url URL --sha256 HEX     # an ALFWorld game-file archive, unpacked into the cache
+
+ALFWorld publishes no checksums for its archives, so ``agemem-download alfworld`` takes the sha256 from the user
+(compute it once from a copy you trust, e.g. ``sha256sum json_2.1.1_json.zip``) and refuses to run without one.
 """
 
 from __future__ import annotations
@@ -19,9 +23,14 @@ import http.client
 import logging
 import os
 import re
+import shutil
 import sys
+import tarfile
+import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -30,10 +39,11 @@ from tqdm.auto import tqdm
 
 from agemem_gym._validate import check
 from agemem_gym._version import __version__
+from agemem_gym.envs._paths import dataset_cache_dir
 from agemem_gym.envs.hotpotqa import HOTPOTQA_FILES, HotpotQAFile, Split, hotpotqa_cache_dir
 from agemem_gym.errors import ConfigError, DataError
 
-__all__ = ["download", "download_hotpotqa", "main", "sha256_file"]
+__all__ = ["download", "download_alfworld", "download_hotpotqa", "extract_archive", "main", "sha256_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -232,17 +242,105 @@ def download_hotpotqa(
     return download(url, directory / spec.filename, sha256=spec.sha256, progress=progress, timeout=timeout)
 
 
+_NO_ALFWORLD_SHA = (
+    "ALFWorld publishes no checksums for its archives, so pass the sha256 you expect (--sha256 HEX, or sha256= in "
+    "Python): compute it once from a copy you trust, e.g. `sha256sum json_2.1.1_json.zip`"
+)
+
+
+def extract_archive(archive: Path, dest_dir: Path) -> Path:
+    """Unpack a ``.zip`` or ``.tar[.gz|.bz2|.xz]`` into ``dest_dir``, refusing members that would land outside it
+    (absolute paths, ``..``, links); the members go to a temporary directory first and are moved in at the end.
+
+    Raises:
+        DataError: The archive is not a zip or tar file, or has an unsafe member.
+    """
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".extract-"))
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                names = zf.namelist()
+                _check_members(archive, names)
+                zf.extractall(tmp)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as tf:
+                members = tf.getmembers()
+                _check_members(archive, [m.name for m in members])
+                bad = [m.name for m in members if not (m.isfile() or m.isdir())]
+                if bad:
+                    raise DataError(f"{archive} has links or special files ({bad[:3]}); refusing to unpack it")
+                tf.extractall(tmp, filter="data") if hasattr(tarfile, "data_filter") else tf.extractall(tmp)
+        else:
+            raise DataError(f"{archive} is neither a zip nor a tar archive; check the URL")
+        for child in tmp.iterdir():
+            target = dest_dir / child.name
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(child, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest_dir
+
+
+def _check_members(archive: Path, names: Sequence[str]) -> None:
+    for name in names:
+        parts = Path(name).parts
+        if Path(name).is_absolute() or ".." in parts:
+            raise DataError(f"{archive} has a member outside its root ({name!r}); refusing to unpack it")
+
+
+def download_alfworld(
+    url: str,
+    sha256: str | None,
+    dest_dir: str | os.PathLike[str] | None = None,
+    *,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Download an ALFWorld game-file archive (e.g. ALFWorld's ``json_2.1.1_json.zip``), verify it against the
+    sha256 the caller gives, and unpack it where :class:`~agemem_gym.envs.alfworld.ALFWorldEnv` looks.
+
+    Args:
+        url: The archive's URL (``http``, ``https`` or ``file``).
+        sha256: The expected hex digest. Required: ALFWorld publishes none.
+        dest_dir: Where to unpack (default :func:`~agemem_gym.envs.alfworld.alfworld_root`'s cache directory).
+        progress: Show a progress bar.
+        timeout: Socket timeout in seconds.
+
+    Returns:
+        The directory the archive was unpacked into.
+
+    Raises:
+        ConfigError: No sha256 (the message says how to get one), or it is not 64 hex digits.
+        DataError: The download failed, the file does not match the sha256, or the archive is unsafe.
+    """
+    if not sha256:
+        raise ConfigError(_NO_ALFWORLD_SHA)
+    directory = Path(dest_dir).expanduser() if dest_dir is not None else dataset_cache_dir("alfworld")
+    name = Path(urllib.parse.urlparse(url).path).name or "alfworld-archive"
+    archive = download(url, directory / ".archives" / name, sha256=sha256, progress=progress, timeout=timeout)
+    return extract_archive(archive, directory)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agemem-download",
         description="Download a dataset for AgeMem-Gym, verify its checksum, and print where it went.",
     )
-    parser.add_argument("dataset", choices=["hotpotqa"], help="the dataset to download")
+    parser.add_argument("dataset", choices=["hotpotqa", "alfworld"], help="the dataset to download")
     parser.add_argument("--split", choices=sorted(HOTPOTQA_FILES), default="dev", help="which file (default: dev)")
     parser.add_argument(
         "--dest", metavar="DIR", default=None, help=f"directory to save into (default: {hotpotqa_cache_dir()})"
     )
     parser.add_argument("--base-url", metavar="URL", default=None, help="a mirror serving the official file names")
+    parser.add_argument("--url", metavar="URL", default=None, help="alfworld: the archive's URL")
+    parser.add_argument(
+        "--sha256",
+        metavar="HEX",
+        default=None,
+        help="alfworld: the archive's expected sha256 (ALFWorld publishes none)",
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds (default: 60)")
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     return parser
@@ -251,6 +349,19 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``agemem-download``; returns the exit status (0 on success, 1 on a download error)."""
     args = _parser().parse_args(argv)
+    if args.dataset == "alfworld":
+        try:
+            if not args.url:
+                raise ConfigError("agemem-download alfworld needs --url (the archive ALFWorld's download script names)")
+            where = download_alfworld(
+                args.url, args.sha256, args.dest, progress=not args.no_progress, timeout=args.timeout
+            )
+        except (DataError, ConfigError) as err:
+            print(f"agemem-download: error: {err}", file=sys.stderr)
+            return 1
+        print(f"ALFWorld files unpacked into {where} (sha256 verified)")
+        print(f"Point the env at it with data_path={str(where)!r} or AGEMEM_ALFWORLD_PATH={where}")
+        return 0
     try:
         path = download_hotpotqa(
             args.split, args.dest, base_url=args.base_url, progress=not args.no_progress, timeout=args.timeout

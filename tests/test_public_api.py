@@ -231,6 +231,32 @@ PUBLIC: dict[str, set[str]] = {
         "minigrid_available",
     },
     # Imports without scienceworld or Java (both are needed only when a game is made).
+    # Imports without textworld (needed only when a game is made or compiled).
+    "agemem_gym.envs.textworld": {
+        "CHALLENGES",
+        "SIMPLE_LEVELS",
+        "GameCatalog",
+        "GeneratedGames",
+        "TextWorldEnv",
+        "TextWorldExplorerPolicy",
+        "TextWorldGame",
+        "TextWorldRandomPolicy",
+        "TextWorldSpec",
+        "TextWorldWalkthroughMemoryPolicy",
+        "TextWorldWalkthroughPolicy",
+        "compiled_game",
+        "strip_banner",
+        "textworld_available",
+        "textworld_cache_dir",
+    },
+    "agemem_gym.envs.alfworld": {
+        "ALFWORLD_PATH_ENV",
+        "ALFWORLD_SPLITS",
+        "TASK_TYPES",
+        "ALFWorldEnv",
+        "ALFWorldGames",
+        "alfworld_root",
+    },
     "agemem_gym.envs.scienceworld": {
         "ACTION_TEMPLATES",
         "SPLITS",

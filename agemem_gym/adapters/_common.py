@@ -62,9 +62,12 @@ class Start(NamedTuple):
     material_seed: int
     messages: list[dict[str, Any]]
     """the env's first context (``info["messages"]`` after ``reset``): the system prompt, then the first user message"""
-    answer: str
-    """the gold answer (privileged: for a library's reference column, never shown to the agent)"""
+    answer: str | None
+    """the gold answer (privileged: for a library's reference column, never shown to the agent); None for a text
+    game, whose tasks have no answer"""
     context_budget: int
+    instructions: str | None
+    """a text game's instructions (for a system prompt of the library's own); None for the three-stage suites"""
 
 
 def starts(
@@ -79,19 +82,32 @@ def starts(
 
     ``task_ids`` defaults to the suite's first ``n_tasks`` tasks (all when ``n_tasks`` is None). One env is made
     and reset once per task with ``options={"task_id": ..., "material_seed": material_seed}``, so every row starts
-    exactly where the env does.
+    exactly where the env does. A text game (:class:`~agemem_gym.textenv.TextGameEnv`) has no material: it is
+    reset with the task id alone.
     """
+    from agemem_gym.textenv import TextGameEnv
+
     env = gym.make(env_id, **dict(env_kwargs or {}))
     try:
-        base = env.unwrapped
+        base: Any = env.unwrapped
+        game = isinstance(base, TextGameEnv)
         if task_ids is None:
-            ids = list(base.suite.task_ids)  # type: ignore[attr-defined]
+            ids = list(base.suite.task_ids)
             task_ids = ids if n_tasks is None else ids[:n_tasks]
         out = []
         for task_id in task_ids:
-            _, info = env.reset(options={"task_id": task_id, "material_seed": material_seed})
-            budget = int(base.episode_config.context_budget)  # type: ignore[attr-defined]
-            out.append(Start(task_id, material_seed, info["messages"], base.task.answer, budget))  # type: ignore[attr-defined]
+            options = {"task_id": task_id} if game else {"task_id": task_id, "material_seed": material_seed}
+            _, info = env.reset(options=options)
+            out.append(
+                Start(
+                    task_id=task_id,
+                    material_seed=material_seed,
+                    messages=info["messages"],
+                    answer=None if game else base.task.answer,
+                    context_budget=int(base.episode_config.context_budget),
+                    instructions=base.game.instructions.strip() if game else None,
+                )
+            )
         return out
     finally:
         env.close()

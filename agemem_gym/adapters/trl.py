@@ -49,8 +49,10 @@ from agemem_gym.adapters._common import close_episode, starts
 from agemem_gym.errors import ConfigError
 
 __all__ = [
+    "GAME_SYSTEM_PROMPT",
     "TOOL_SYSTEM_PROMPT",
     "AgeMemTRLEnv",
+    "AgeMemTRLGameEnv",
     "build_dataset",
     "environment_factory",
     "tool_calling_tokenizer",
@@ -69,12 +71,30 @@ The user first shares material, then talks about other things, then asks a quest
 Call the tools with function calls. To reply to the user, call the answer tool: its result is the user's next message. When the user asks a question, answer with a short phrase (a name, a date, a number, yes or no) through the answer tool; after that, the conversation is over."""
 
 
+GAME_SYSTEM_PROMPT = """You are playing an interactive text game, and you manage your own memory with tools.
+
+You have two memories:
+- Long-term memory: a store that can last across games. Write it with Add_memory, Update_memory and Delete_memory; read it with Retrieve_memory, which returns the matching entries with their ids.
+- Short-term memory: this conversation, limited to {budget} tokens. Shorten it with Summary_context or Filter_context.
+
+Call the tools with function calls. To act in the game, call the act tool with one command: its result is what the game says next. Memory tools do not move the game.
+
+{instructions}"""
+
+
+def _is_text_game(env: Any) -> bool:
+    from agemem_gym.textenv import TextGameEnv
+
+    return isinstance(env.unwrapped, TextGameEnv)
+
+
 def _none_free(arguments: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in arguments.items() if v is not None}
 
 
-class AgeMemTRLEnv:
-    """One AgeMem episode behind TRL's environment interface: ``reset``, seven tools, ``get_reward``.
+class _TRLEnvBase:
+    """What both TRL envs share (private: TRL lists every public function as a tool, so each subclass adds its
+    own action tool): ``reset``, ``get_reward``, the six memory tools, the stepping.
 
     Args:
         env_id: The Gymnasium id to make (``AgeMem-Synthetic-v0``, ``AgeMem-HotpotQA-v0``, ...).
@@ -83,6 +103,8 @@ class AgeMemTRLEnv:
     Only the tools, ``reset`` and ``get_reward`` are public functions: TRL exposes every other public method to the
     model as a tool. The last episode summary is readable as the ``episode`` property.
     """
+
+    _speaker = "The user"  # who speaks in the env's user messages
 
     def __init__(self, env_id: str = "AgeMem-Synthetic-v0", env_kwargs: Mapping[str, Any] | None = None) -> None:
         self._env = gym.make(env_id, **dict(env_kwargs or {}))
@@ -102,7 +124,9 @@ class AgeMemTRLEnv:
             raise ConfigError(
                 f"the dataset row must have a 'task_id' column (build it with build_dataset), got columns {sorted(row)}"
             )
-        options: dict[str, Any] = {"task_id": row["task_id"], "material_seed": int(row.get("material_seed") or 0)}
+        options: dict[str, Any] = {"task_id": row["task_id"]}
+        if not _is_text_game(self._env):  # a text game has no material; its task id is the whole choice
+            options["material_seed"] = int(row.get("material_seed") or 0)
         _, self._info = self._env.reset(seed=row.get("seed"), options=options)
         self._done, self._reward_sum, self._started = False, 0.0, True
         first = self._info["messages"][-1]["content"]
@@ -159,7 +183,7 @@ class AgeMemTRLEnv:
             return "Your answer was recorded; the conversation is over."
         last = messages[-1]
         if last["role"] == "user":  # an answer closed the turn: the user's next message
-            return f"The user says:\n{last['content']}"
+            return f"{self._speaker} says:\n{last['content']}"
         return str(last["content"])
 
     def _call(self, name: str, arguments: Mapping[str, Any]) -> str:
@@ -241,6 +265,19 @@ class AgeMemTRLEnv:
         """
         return self._call("Filter_context", {"criteria": criteria})
 
+
+class AgeMemTRLEnv(_TRLEnvBase):
+    """One AgeMem episode behind TRL's environment interface: ``reset``, seven tools (the six memory tools and
+    ``answer``), ``get_reward``.
+
+    Args:
+        env_id: The Gymnasium id to make (``AgeMem-Synthetic-v0``, ``AgeMem-HotpotQA-v0``, ...).
+        env_kwargs: Keyword arguments for ``gym.make`` (e.g. ``data_path``, ``episode``).
+
+    Only the tools, ``reset`` and ``get_reward`` are public functions: TRL exposes every other public method to the
+    model as a tool. The last episode summary is readable as the ``episode`` property.
+    """
+
     def answer(self, text: str) -> str:
         """Reply to the user; the reply to the final question is your answer.
 
@@ -253,10 +290,48 @@ class AgeMemTRLEnv:
         return self._step(f"<answer>{text}</answer>")
 
 
-def environment_factory(env_id: str = "AgeMem-Synthetic-v0", **env_kwargs: Any) -> Callable[[], AgeMemTRLEnv]:
+class AgeMemTRLGameEnv(_TRLEnvBase):
+    """A text game (``AgeMem-TextWorld-v0``, ``AgeMem-BabyAI-v0``, ``AgeMem-ScienceWorld-v0``, ...) behind TRL's
+    environment interface: the six memory tools, and ``act`` instead of ``answer``.
+
+    Each tool call is one env step; ``act`` is the game action (the env's ``<answer>``), whose result is the game's
+    reply. The episode ends when the game does (or at the env's limits); ``get_reward`` returns its R. Memory tools
+    do not move the game.
+    """
+
+    _speaker = "The game"
+
+    def act(self, command: str) -> str:
+        """Take one action in the game; the memory tools do not move it.
+
+        Args:
+            command: One game command, e.g. "go north", "take old key", "open door to kitchen".
+
+        Returns:
+            What the game says next, or a note that the game is over.
+        """
+        return self._step(f"<answer>{command}</answer>")
+
+
+def environment_factory(
+    env_id: str = "AgeMem-Synthetic-v0", **env_kwargs: Any
+) -> Callable[[], AgeMemTRLEnv | AgeMemTRLGameEnv]:
     """A zero-argument factory for ``GRPOTrainer(environment_factory=...)``: every call makes a fresh
-    :class:`AgeMemTRLEnv` over ``gym.make(env_id, **env_kwargs)``."""
-    return partial(AgeMemTRLEnv, env_id, env_kwargs)
+    :class:`AgeMemTRLEnv` over ``gym.make(env_id, **env_kwargs)`` (an :class:`AgeMemTRLGameEnv` for a text-game
+    id, whose entry point is a :class:`~agemem_gym.textenv.TextGameEnv`)."""
+    return partial(AgeMemTRLGameEnv if _is_text_game_id(env_id) else AgeMemTRLEnv, env_id, env_kwargs)
+
+
+def _is_text_game_id(env_id: str) -> bool:
+    import importlib
+
+    from agemem_gym.textenv import TextGameEnv
+
+    entry = gym.spec(env_id).entry_point
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = getattr(importlib.import_module(module), attr)
+    return isinstance(entry, type) and issubclass(entry, TextGameEnv)
 
 
 def build_dataset(
@@ -279,7 +354,8 @@ def build_dataset(
         task_ids: The tasks; default the suite's first ``n_tasks`` (all when ``n_tasks`` is None).
         n_tasks: How many of the suite's tasks when ``task_ids`` is None.
         material_seed: Wording and order of each task's material.
-        system_prompt: Default :data:`TOOL_SYSTEM_PROMPT` (the tools are listed by the chat template).
+        system_prompt: Default :data:`TOOL_SYSTEM_PROMPT`, or :data:`GAME_SYSTEM_PROMPT` with the game's
+            instructions for a text-game id (the tools are listed by the chat template).
         env_kwargs: Passed to ``gym.make``.
 
     Raises:
@@ -291,7 +367,10 @@ def build_dataset(
         raise ImportError(f"build_dataset needs the 'datasets' package: {_EXTRA}") from err
     rows = []
     for start in starts(env_id, task_ids=task_ids, n_tasks=n_tasks, material_seed=material_seed, env_kwargs=env_kwargs):
-        system = (system_prompt or TOOL_SYSTEM_PROMPT).replace("{budget}", str(start.context_budget))
+        default = GAME_SYSTEM_PROMPT if start.instructions is not None else TOOL_SYSTEM_PROMPT
+        system = (system_prompt or default).replace("{budget}", str(start.context_budget))
+        if start.instructions is not None:
+            system = system.replace("{instructions}", start.instructions)
         rows.append(
             {
                 "prompt": [
