@@ -281,7 +281,10 @@ def _write(results: Results, args: Args, log: Log, *, results_file: bool = True)
         from benchmarks.plots import write_plots
 
         plots = [p.name for p in write_plots(results.records, args.out_dir)]
+    elif not results_file:  # re-rendering without plots: keep the ones the run wrote
+        plots = list(results.meta.get("plots") or [])
     if results_file:
+        results = Results({**results.meta, "plots": plots}, results.records)
         write_results(args.out_dir / "results.jsonl", results.meta, results.records)
     (args.out_dir / "report.md").write_text(render_markdown(results, plots))
     log(f"wrote the report into {args.out_dir}")
