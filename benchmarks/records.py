@@ -125,14 +125,16 @@ class Results:
     meta: Mapping[str, Any]
     records: tuple[Record, ...]
 
-    def select(self, benchmark: str | None = None, **where: Any) -> list[Record]:
+    def select(self, benchmark: Any = None, **where: Any) -> list[Record]:
         """The records of ``benchmark`` whose fields match ``where`` (see :meth:`Record.matches`), in order."""
         return select(self.records, benchmark, **where)
 
 
-def select(records: Iterable[Record], benchmark: str | None = None, **where: Any) -> list[Record]:
-    """The records of ``benchmark`` (any, for None) whose fields match ``where``."""
-    return [r for r in records if (benchmark is None or r.benchmark == benchmark) and r.matches(**where)]
+def select(records: Iterable[Record], benchmark: Any = None, **where: Any) -> list[Record]:
+    """The records of ``benchmark`` (any, for None; one of them, for a tuple) whose fields match ``where``."""
+    if benchmark is not None:
+        where = {"benchmark": benchmark, **where}
+    return [r for r in records if r.matches(**where)]
 
 
 def write_results(path: Path, meta: Mapping[str, Any], records: Sequence[Record]) -> Path:
