@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.common import BenchEmbedder, Corpus, embed_cached, make_inner_embedder
+from benchmarks.corpus import BenchEmbedder, Corpus, embed_cached, make_inner_embedder
 from benchmarks.env_steps import Stepper, make_driver, make_env, prefill_snapshot
 from benchmarks.suite import CONTEXTS, ENV_SIZES, ROUNDS, VARIANTS, WARMUP
 

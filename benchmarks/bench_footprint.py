@@ -11,7 +11,7 @@ import pytest
 
 from agemem_gym.memory import MemoryStore, StoreConfig
 from benchmarks import footprint
-from benchmarks.common import BenchEmbedder, Corpus, embed_cached, make_inner_embedder
+from benchmarks.corpus import BenchEmbedder, Corpus, embed_cached, make_inner_embedder
 from benchmarks.suite import SIZES
 
 

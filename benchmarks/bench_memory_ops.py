@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from benchmarks.common import Corpus, Log
+from benchmarks.corpus import Corpus
 from benchmarks.memory_ops import Embedded, OpsConfig, SizeBench, embed_corpus
 from benchmarks.suite import EMBEDDERS, ROUNDS, SIZES, VECTOR_CACHE, WARMUP, pedantic
+from benchmarks.timing import Log
 
 OPS = ["RETRIEVE@3", "RETRIEVE@5", "RETRIEVE@10", "SUMMARY", "SUMMARY_auto", "FILTER", "UPDATE", "ADD", "DELETE"]
 

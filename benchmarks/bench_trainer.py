@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.common import Log
 from benchmarks.suite import MODELS, QUICK
+from benchmarks.timing import Log
 from benchmarks.trainer_perf import TrainerConfig, run_model
 
 _QUICK = {"groups_per_update": 1, "group_size": 2, "max_new_tokens": 4, "max_prompt_tokens": 128}

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from benchmarks.common import Corpus, blas_threads, load_corpus
+from benchmarks.corpus import Corpus, load_corpus
 from benchmarks.suite import ENV_SIZES, SIZES
+from benchmarks.timing import blas_threads
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_blas_thread() -> Iterator[None]:
-    """numpy's BLAS on one thread, as in the report (see :func:`benchmarks.common.blas_threads`)."""
+    """numpy's BLAS on one thread, as in the report (see :func:`benchmarks.timing.blas_threads`)."""
     with blas_threads(1):
         yield
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,9 @@ from agemem_gym.agents import OraclePolicy, RagPolicy
 from agemem_gym.memory import MemoryStore, StoreConfig
 from agemem_gym.protocol import parse_action
 from benchmarks import profiles
-from benchmarks.common import HOTPOTQA_SAMPLE, BenchEmbedder, Corpus, Log, make_inner_embedder, median, stats
+from benchmarks.corpus import HOTPOTQA_SAMPLE, BenchEmbedder, Corpus, make_inner_embedder
+from benchmarks.records import Record
+from benchmarks.timing import Log, latency
 
 __all__ = [
     "CONTEXTS",
@@ -189,41 +191,41 @@ def _episode(cell: _Cell, task_id: Any, seed: int, profiler: Any = None) -> None
             return
 
 
-def _cell_result(cell: _Cell) -> dict[str, Any]:
+def _cell_records(cell: _Cell, env_id: str) -> list[Record]:
+    """A cell's records: each timed series (``step``, ``step_excl_embed``, ``embed``, ``last_step``, ``reset``,
+    ``policy``) over all steps (``action="all"``), the steps by what the action did, and the cell's own figures."""
     steps, embed = cell.steps, cell.embed
+    at = {"env_id": env_id, "size": cell.size, "context": cell.context}
+    series = {
+        "step": steps,
+        "step_excl_embed": [t - e for t, e in zip(steps, embed)],
+        "embed": embed,
+        "last_step": cell.last,
+        "reset": cell.resets,
+        "policy": cell.policy,
+    }
+    out = [latency("env_step", v, {**at, "action": "all", "series": k}) for k, v in series.items()]
     by_kind: dict[str, list[tuple[float, float]]] = {}
     for kind, t, e in zip(cell.kinds, steps, embed):
         by_kind.setdefault(kind, []).append((t, e))
-    return {
-        "size": cell.size,
-        "context": cell.context,
-        "episodes": len(cell.last),
-        "steps": len(steps),
-        "step": stats(steps),
-        "step_excl_embed": stats([t - e for t, e in zip(steps, embed)]),
-        "embed": stats(embed),
-        "last_step": stats(cell.last),
-        "reset": stats(cell.resets),
-        "policy": stats(cell.policy),
-        "steps_per_s": len(steps) / sum(steps) if steps else float("nan"),
-        "steps_per_s_incl_last_and_reset": (len(steps) + len(cell.last))
-        / max(sum(steps) + sum(cell.last) + sum(cell.resets), 1e-12),
-        "context_tokens_mean": float(np.mean(cell.tokens)) if cell.tokens else float("nan"),
-        "context_tokens_max": int(max(cell.tokens, default=0)),
-        "by_kind": {
-            kind: {
-                "steps": len(v),
-                "median_us": 1e6 * median([t for t, _ in v]),
-                "median_excl_embed_us": 1e6 * median([t - e for t, e in v]),
-            }
-            for kind, v in sorted(by_kind.items())
-        },
+    for kind, v in sorted(by_kind.items()):
+        out.append(latency("env_step", [t for t, _ in v], {**at, "action": kind, "series": "step"}))
+        out.append(latency("env_step", [t - e for t, e in v], {**at, "action": kind, "series": "step_excl_embed"}))
+    total = sum(steps) + sum(cell.last) + sum(cell.resets)
+    figures = {
+        "episodes": (len(cell.last), "episodes"),
+        "steps_per_s": (len(steps) / sum(steps) if steps else float("nan"), "steps/s"),
+        "steps_per_s_incl_last_and_reset": ((len(steps) + len(cell.last)) / max(total, 1e-12), "steps/s"),
+        "context_tokens_mean": (float(np.mean(cell.tokens)) if cell.tokens else float("nan"), "tokens"),
+        "context_tokens_max": (int(max(cell.tokens, default=0)), "tokens"),
     }
+    out += [Record("env_step", k, v, unit, at, repeats=len(steps)) for k, (v, unit) in figures.items()]
+    return out
 
 
 def run_single(
     corpus: Corpus, vectors: np.ndarray, config: EnvConfig, log: Log, *, data_path: Path | None = HOTPOTQA_SAMPLE
-) -> dict[str, Any]:
+) -> list[Record]:
     """The oracle through whole episodes at each (store size, context) cell; see the module docstring."""
     cells: list[_Cell] = []
     for size in config.sizes:
@@ -242,7 +244,8 @@ def run_single(
         for cell in cells if j % 2 == 0 else cells[::-1]:
             _episode(cell, task_id, seed=j)
         log(f"env steps: episode {j + 1}/{len(task_ids)} of every cell done")
-    out: dict[str, Any] = {"env_id": env_spec(data_path)[0], "cells": [_cell_result(c) for c in cells]}
+    env_id = env_spec(data_path)[0]
+    out = [r for c in cells for r in _cell_records(c, env_id)]
     target = [c for c in cells if c.size == config.profile_size and c.context == config.profile_context]
     if target and config.profile_episodes > 0:
         import cProfile
@@ -251,12 +254,8 @@ def run_single(
         prof = cProfile.Profile()
         for j in range(config.profile_episodes):
             _episode(cell, task_ids[j % len(task_ids)], seed=j, profiler=prof)
-        out["profile"] = {
-            "size": cell.size,
-            "context": cell.context,
-            "episodes": config.profile_episodes,
-            **profiles.summarise_profile(prof, root=("agemem_gym/env.py", "step")),
-        }
+        summary = profiles.summarise_profile(prof, root=("agemem_gym/env.py", "step"))
+        out += profiles.records(summary, f"env step, {cell.size:,} items, {cell.context} context")
     for cell in cells:
         cell.env.close()
     return out
@@ -334,16 +333,27 @@ class VecDriver:
             self.step(actions)
             self.seconds += clock() - start
 
-    def result(self) -> dict[str, Any]:
-        return {
-            "variant": self.name,
-            "num_envs": self.n,
-            "transitions": self.transitions,
-            "episodes": self.episodes,
-            "seconds": self.seconds,
-            "steps_per_s": self.transitions / self.seconds if self.seconds else float("nan"),
-            "us_per_vector_step": 1e6 * self.seconds / max(self.calls, 1),
-        }
+    def records(self, env_id: str, single: float | None) -> list[Record]:
+        """Transitions per second of step time (against one env's, ``single``), µs per vector step, episodes."""
+        at = {"env_id": env_id, "variant": self.name, "envs": self.n}
+        rate = self.transitions / self.seconds if self.seconds else float("nan")
+        return [
+            Record(
+                "make_vec",
+                "steps_per_s",
+                rate,
+                "steps/s",
+                at,
+                repeats=self.transitions,
+                baseline="single" if single else None,
+                baseline_value=single,
+                ratio=rate / single if single else None,
+            ),
+            Record(
+                "make_vec", "us_per_vector_step", 1e6 * self.seconds / max(self.calls, 1), "us", at, repeats=self.calls
+            ),
+            Record("make_vec", "episodes", self.episodes, "episodes", at),
+        ]
 
 
 def make_driver(variant: str, *, data_path: Path | None = HOTPOTQA_SAMPLE, seed: int = 0) -> VecDriver:
@@ -359,7 +369,7 @@ def make_driver(variant: str, *, data_path: Path | None = HOTPOTQA_SAMPLE, seed:
     return VecDriver(variant, env, int(count), vector=True, seed=seed)
 
 
-def run_vec(config: EnvConfig, log: Log, *, data_path: Path | None = HOTPOTQA_SAMPLE) -> dict[str, Any]:
+def run_vec(config: EnvConfig, log: Log, *, data_path: Path | None = HOTPOTQA_SAMPLE) -> list[Record]:
     """Env transitions per second for one env and for ``make_vec`` sync / async with each of ``config.vec_envs``."""
     variants = ["single", *(f"{mode}x{n}" for n in config.vec_envs for mode in ("sync", "async"))]
     drivers = [make_driver(v, data_path=data_path) for v in variants]
@@ -368,13 +378,12 @@ def run_vec(config: EnvConfig, log: Log, *, data_path: Path | None = HOTPOTQA_SA
         for d in drivers if r % 2 == 0 else drivers[::-1]:
             d.run(per_round)
         log(f"make_vec: round {r + 1}/{config.vec_rounds} done")
-    results = [d.result() for d in drivers]
-    single = results[0]["steps_per_s"]
-    for row in results:
-        row["speedup_vs_single"] = row["steps_per_s"] / single if single else float("nan")
+    env_id = env_spec(data_path)[0]
+    single = drivers[0].transitions / drivers[0].seconds if drivers[0].seconds else None
+    out = [r for d in drivers for r in d.records(env_id, single)]
     for d in drivers:
         d.env.close()
-    return {"env_id": env_spec(data_path)[0], "policy": "rag", "variants": results}
+    return out
 
 
 def run(
@@ -385,11 +394,11 @@ def run(
     *,
     data_path: Path | None = HOTPOTQA_SAMPLE,
     sections: Sequence[str] = ("single", "vec"),
-) -> dict[str, Any]:
+) -> list[Record]:
     """Both parts; ``vectors`` are the hashing embedder's vectors of ``corpus.items`` (for the pre-fill)."""
-    out: dict[str, Any] = {"config": asdict(config)}
+    out: list[Record] = []
     if "single" in sections:
-        out["single"] = run_single(corpus, vectors, config, log, data_path=data_path)
+        out += run_single(corpus, vectors, config, log, data_path=data_path)
     if "vec" in sections:
-        out["vec"] = run_vec(config, log, data_path=data_path)
+        out += run_vec(config, log, data_path=data_path)
     return out

@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 import hnswlib
 
 from agemem_gym.memory import MemoryStore
-from benchmarks.common import rss_bytes
+from benchmarks.machine import rss_bytes
+from benchmarks.records import Record
 
-__all__ = ["allocated_bytes", "measure", "per_item"]
+__all__ = ["allocated_bytes", "measure", "per_item", "records"]
 
 T = TypeVar("T")
 
@@ -118,4 +119,30 @@ def per_item(
         blob = pickle.dumps(store.snapshot(), protocol=pickle.HIGHEST_PROTOCOL)
         out["snapshot_s"] = time.perf_counter() - start
         out["snapshot_bytes_per_item"] = len(blob) / n
+    return out
+
+
+def records(figures: dict[str, Any], config: dict[str, Any]) -> list[Record]:
+    """:func:`per_item`'s figures as records of benchmark ``"footprint"`` (the store's bytes against raw hnswlib's)."""
+    out = []
+    for name, value in figures.items():
+        if name in ("items", "ratio_store_raw"):
+            continue
+        unit = "us" if name.endswith("_us_per_item") else "s" if name.endswith("_s") else "B" if "bytes" in name else ""
+        if name == "store_bytes_per_item":
+            base = figures["raw_index_bytes_per_item"]
+            rec = Record(
+                "footprint",
+                name,
+                value,
+                unit,
+                config,
+                baseline="raw_index_bytes_per_item",
+                baseline_value=base,
+                ratio=figures["ratio_store_raw"],
+                repeats=figures["items"],
+            )
+        else:
+            rec = Record("footprint", name, value, unit, config, repeats=figures["items"])
+        out.append(rec)
     return out

@@ -2,7 +2,7 @@
 
 For one embedder and one store size N, :class:`SizeBench` seeds a :class:`~agemem_gym.memory.MemoryStore` with N
 corpus texts (their vectors precomputed, so seeding costs no embedding) and prepares, for every operation, series
-of calls that :func:`~benchmarks.common.interleaved` times call by call:
+of calls that :func:`~benchmarks.timing.interleaved` times call by call:
 
 | op | ``api``: one agent turn, parsed, validated, dispatched, rendered | baselines on the same texts and vectors |
 |---|---|---|
@@ -32,7 +32,7 @@ import math
 import pickle
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +47,9 @@ from agemem_gym.prompts import system_prompt
 from agemem_gym.protocol import parse_action
 from agemem_gym.tools import ToolRuntime, execute, render_results, tool_schemas
 from benchmarks import footprint, profiles
-from benchmarks.common import (
-    BenchEmbedder,
-    Corpus,
-    Log,
-    Timed,
-    embed_cached,
-    interleaved,
-    make_inner_embedder,
-    ratio,
-    recall_at_k,
-    stats,
-)
+from benchmarks.corpus import BenchEmbedder, Corpus, embed_cached, make_inner_embedder
+from benchmarks.records import Record
+from benchmarks.timing import Log, Timed, interleaved, latency, recall_at_k
 
 __all__ = ["LTM_OPS", "OPS", "STM_OPS", "Embedded", "OpsConfig", "SizeBench", "embed_corpus", "run"]
 
@@ -462,65 +453,85 @@ class SizeBench:
         return out
 
 
-def summarise(times: dict[str, list[float]], embed_log: Sequence[float], *, per: int = 1) -> dict[str, Any]:
-    """Stats of each series (per item when ``per`` > 1), the API's own cost without its embedder, and ratios."""
-    out: dict[str, Any] = {name: stats([t / per for t in ts]) for name, ts in times.items()}
+def summarise(
+    benchmark: str,
+    times: dict[str, list[float]],
+    config: dict[str, Any],
+    *,
+    baselines: dict[str, str],
+    embed_log: Sequence[float] = (),
+    per: int = 1,
+) -> list[Record]:
+    """One latency record per series (per item when ``per`` > 1), each against its entry in ``baselines``; with an
+    ``embed_log``, also the API's seconds inside its embedder and the API without them (measured, not derived)."""
+    series = dict(times)
     if "api" in times:
         log = list(embed_log)[-len(times["api"]) :] if embed_log else []
         if len(log) == len(times["api"]):
-            out["api_embed"] = stats(log)
-            out["api_excl_embed"] = stats([t - e for t, e in zip(times["api"], log)])
-        api = out["api"]["median_us"]
-        if "raw" in out:
-            out["ratio_api_raw"] = ratio(api, out["raw"]["median_us"])
-            if "api_excl_embed" in out:
-                out["ratio_api_excl_embed_raw"] = ratio(out["api_excl_embed"]["median_us"], out["raw"]["median_us"])
-        if "exact" in out:
-            out["ratio_api_exact"] = ratio(api, out["exact"]["median_us"])
+            series["api_embed"] = log
+            series["api_excl_embed"] = [t - e for t, e in zip(times["api"], log)]
+    out = []
+    for name, seconds in series.items():
+        base = baselines.get(name)
+        baseline = (base, series[base]) if base in series else None
+        out.append(latency(benchmark, seconds, {**config, "series": name}, baseline=baseline, per=per))
     return out
 
 
-def measure_size(bench: SizeBench, log: Log, *, profile_ops: Sequence[str] = ()) -> dict[str, Any]:
+_VS_RAW = {"api": "raw", "api_excl_embed": "raw"}
+_VS_LOOP = {"store_batch": "store_loop", "raw_batch": "raw_loop", "embed_batch": "embed_loop"}
+
+
+def _recall_records(recall: dict[str, Any], config: dict[str, Any]) -> list[Record]:
+    q = recall["queries"]
+    out = [
+        Record("recall", "recall", v, "", {**config, "index": "store", "k": int(k)}, repeats=q)
+        for k, v in recall["store"].items()
+    ]
+    out += [
+        Record("recall", "recall", v, "", {**config, "index": "raw", "k": int(k)}, repeats=q)
+        for k, v in recall["raw"].items()
+    ]
+    out += [
+        Record("recall", "recall", v, "", {**config, "index": "raw", "k": recall["sweep_k"], "ef": int(ef)}, repeats=q)
+        for ef, v in recall["raw_by_ef"].items()
+    ]
+    out.append(Record("recall", "exact_fallbacks", recall["exact_fallbacks"], "calls", {**config, "index": "store"}))
+    return out
+
+
+def measure_size(bench: SizeBench, log: Log, *, profile_ops: Sequence[str] = ()) -> list[Record]:
     """Every measurement at one size, in an order that lets the mutating series come last; then, for each op in
     ``profile_ops``, a cProfile of ``config.calls`` more API calls (see :mod:`benchmarks.profiles`)."""
     cfg = bench.config
-    started = time.perf_counter()
-    result: dict[str, Any] = {
-        "n": bench.n,
-        "build": {"store": bench.build, "raw_copy": bench.raw_build},
-        "footprint": footprint.per_item(bench.n, bench.build, bench.raw_build, bench.store, bench.raw_query),
-        "recall": bench.recall(),
-        "ops": {},
-        "batched": {},
-    }
+    at = {"embedder": bench.emb.name, "size": bench.n}
+    fp = footprint.per_item(bench.n, bench.build, bench.raw_build, bench.store, bench.raw_query)
+    records = [*footprint.records(fp, at), *_recall_records(bench.recall(), at)]
     order = [f"RETRIEVE@{k}" for k in cfg.ks] + ["SUMMARY", "SUMMARY_auto", "FILTER", "UPDATE", "ADD", "DELETE"]
     rebuilds_before = bench.store.stats()["rebuilds"]
     for op in order:
         if op == "UPDATE":  # batched search before the store is changed
             series, per = bench.batched_series("search")
             times = interleaved(series, calls=cfg.batch_calls, burn_in=cfg.batch_burn_in)
-            result["batched"]["search"] = {"batch": per, **summarise(times, [], per=per)}
+            records += summarise("batched", times, {**at, "call": "search", "batch": per}, baselines=_VS_LOOP, per=per)
         if op == "DELETE":
             series, per = bench.batched_series("add")
             times = interleaved(series, calls=cfg.batch_calls, burn_in=cfg.batch_burn_in)
-            result["batched"]["add"] = {"batch": per, **summarise(times, [], per=per)}
+            records += summarise("batched", times, {**at, "call": "add", "batch": per}, baselines=_VS_LOOP, per=per)
         bench.errors = 0
         series_ = bench.series(op)
         times = interleaved(series_, calls=cfg.calls, burn_in=cfg.burn_in)
-        result["ops"][op] = {**summarise(times, bench.embed_log), "errors": bench.errors}
-        log(
-            f"  {bench.emb.name} N={bench.n} {op}: api {result['ops'][op]['api']['median_us']:.1f} us"
-            + (f", raw {result['ops'][op]['raw']['median_us']:.1f} us" if "raw" in times else "")
-        )
-    result["rebuilds_during_timing"] = bench.store.stats()["rebuilds"] - rebuilds_before
-    result["seconds"] = time.perf_counter() - started
-    if profile_ops:
-        result["profile"] = {}
+        rows = summarise("memory_ops", times, {**at, "op": op}, baselines=_VS_RAW, embed_log=bench.embed_log)
+        records += [*rows, Record("memory_ops", "errors", bench.errors, "calls", {**at, "op": op, "series": "api"})]
+        log(f"  {bench.emb.name} N={bench.n} {op}: " + ", ".join(f"{r['series']} {r.value:.1f} us" for r in rows[:2]))
+    rebuilds = bench.store.stats()["rebuilds"] - rebuilds_before
+    records.append(Record("memory_ops", "rebuilds_while_timing", rebuilds, "rebuilds", at))
     for op in profile_ops:
         log(f"  {bench.emb.name} N={bench.n} {op}: profiling {cfg.total} API calls")
         api = bench.series(op, fresh_queries=True)["api"]  # new texts: the embedder's cache must not answer
-        result["profile"][op] = profiles.profile_calls(api, cfg.total, root=("benchmarks/memory_ops.py", "call"))
-    return result
+        summary = profiles.profile_calls(api, cfg.total, root=("benchmarks/memory_ops.py", "call"))
+        records += profiles.records(summary, f"API {op}, {bench.emb.name}, {bench.n:,} items")
+    return records
 
 
 def run(
@@ -532,21 +543,14 @@ def run(
     *,
     profile_at: int | None = None,
     profile_ops: Sequence[str] = ("RETRIEVE@5", "ADD"),
-) -> dict[str, Any]:
-    """Measure every size for one embedder (profiling ``profile_ops`` at size ``profile_at``); the result is
-    JSON-ready after :func:`~benchmarks.common.jsonable`."""
-    by_size: dict[str, Any] = {}
+) -> list[Record]:
+    """Measure every size for one embedder (profiling ``profile_ops`` at size ``profile_at``): the embedder's
+    record (its model, dimension, call counts and the seconds embedding the corpus took), then each size's."""
+    head = {"embedder": emb.name, "model": emb.embedder_name, "dim": emb.dim, "calls": config.calls}
+    records = [Record("embedders", "embed_corpus", emb.seconds, "s", {**head, "burn_in": config.burn_in})]
     for n in sizes:
         log(f"memory ops: {emb.name} at N={n}: building the store")
         bench = SizeBench(emb, corpus, n, config)
-        by_size[str(n)] = measure_size(bench, log, profile_ops=profile_ops if n == profile_at else ())
+        records += measure_size(bench, log, profile_ops=profile_ops if n == profile_at else ())
         del bench
-    return {
-        "embedder": emb.name,
-        "embedder_name": emb.embedder_name,
-        "dim": emb.dim,
-        "embed_corpus_s": emb.seconds,
-        "sizes": list(sizes),
-        "config": asdict(config),
-        "by_size": by_size,
-    }
+    return records

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import cProfile
 import pstats
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Timed
+from benchmarks.records import Record
+from benchmarks.timing import Timed
 
-__all__ = ["profile_calls", "summarise_profile"]
+__all__ = ["CATEGORIES", "breakdown", "profile_calls", "records", "summarise_profile"]
 
 _Func = tuple[str, int, str]  # pstats' (file, line, function name)
 
@@ -74,7 +75,7 @@ def profile_calls(
     depth: int = 12,
     min_share: float = 0.03,
 ) -> dict[str, Any]:
-    """Profile ``fn(i)`` for i in ``range(calls)`` (a :class:`~benchmarks.common.Timed` runs its set-up
+    """Profile ``fn(i)`` for i in ``range(calls)`` (a :class:`~benchmarks.timing.Timed` runs its set-up
     unprofiled) and summarise it with :func:`summarise_profile`."""
     plan = fn if isinstance(fn, Timed) else Timed(fn)
     prof = cProfile.Profile()
@@ -140,3 +141,82 @@ def summarise_profile(
             {"function": _label(f), "calls": int(v[1]), "tottime_s": v[2], "share": v[2] / total_tt} for f, v in own
         ],
     }
+
+
+# Where a profiled call's time goes, by disjoint subtrees: (category, test on a tree node's function label).
+CATEGORIES: tuple[tuple[str, Callable[[str], bool]], ...] = (
+    ("hnswlib (C++)", lambda f: "hnswlib" in f),
+    ("embedder", lambda f: f.startswith("benchmarks/corpus.py:") and f.endswith("(__call__)")),
+    ("parse_action", lambda f: f.endswith("(parse_action)")),
+    ("render_results", lambda f: f.endswith("(render_results)")),
+    ("info dict", lambda f: f.startswith("agemem_gym/env.py:") and f.endswith("(_info)")),
+    ("context render", lambda f: f.startswith("agemem_gym/context.py:") and f.endswith("(render)")),
+    ("reward potential", lambda f: f.endswith("(potential)")),
+)
+
+
+def breakdown(tree: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Shares of a profile tree's root time by category (the first matching node on each path counts, with all
+    below it); ``other Python`` is the rest: validation, dispatch, bookkeeping, numpy glue."""
+    out = dict.fromkeys((c for c, _ in CATEGORIES), 0.0)
+
+    def walk(nodes: Sequence[dict[str, Any]]) -> None:
+        for node in nodes:
+            for category, match in CATEGORIES:
+                if match(node["function"]):
+                    out[category] += node["share"]
+                    break
+            else:
+                walk(node.get("callees") or [])
+
+    walk(tree)
+    shares = {k: v for k, v in out.items() if v > 0}
+    shares["other Python"] = max(0.0, 1.0 - sum(shares.values()))
+    return shares
+
+
+def _folded(nodes: Sequence[dict[str, Any]], depth: int, max_depth: int) -> list[tuple[int, str, int, float]]:
+    """Tree nodes in depth-first order as (depth, label, calls, share); a node with a single callee is folded
+    into one label with it (``a 80% → b 75%``)."""
+    out = []
+    for node in nodes:
+        chain = [node]
+        while len(chain[-1].get("callees") or []) == 1:
+            chain.append(chain[-1]["callees"][0])
+        label = " → ".join(f"`{n['function']}` {n['share'] * 100:.0f}%" for n in chain)
+        out.append((depth, label, int(node["calls"]), float(node["share"])))
+        if depth + 1 < max_depth:
+            out += _folded(chain[-1].get("callees") or [], depth + 1, max_depth)
+    return out
+
+
+def records(summary: dict[str, Any], profile: str, *, max_depth: int = 4, top: int = 8) -> list[Record]:
+    """A profile summary as flat records of benchmark ``"profile"``: the µs per root call under the profiler
+    (``part="root"``), the split by :data:`CATEGORIES` (``"split"``), the folded call tree in depth-first order
+    (``"tree"``: ``order``, ``depth`` and ``node``) and the functions with the most own time (``"top"``)."""
+    at = {"profile": profile}
+    out = [
+        Record("profile", "us_per_call", 1e6 * summary["total_s_per_call"], "us", {**at, "part": "root",
+               "node": summary["root"]}, repeats=summary["root_calls"])
+    ]  # fmt: skip
+    out += [
+        Record("profile", "share", v, "", {**at, "part": "split", "category": k})
+        for k, v in breakdown(summary["tree"]).items()
+    ]
+    out += [
+        Record(
+            "profile",
+            "share",
+            share,
+            "",
+            {**at, "part": "tree", "order": i, "depth": d, "node": "· " * d + label},
+            repeats=n,
+        )
+        for i, (d, label, n, share) in enumerate(_folded(summary["tree"], 0, max_depth))
+    ]
+    out += [
+        Record("profile", "own_share", t["share"], "", {**at, "part": "top", "order": i, "node": f"`{t['function']}`"},
+               repeats=t["calls"])
+        for i, t in enumerate(summary["top"][:top])
+    ]  # fmt: skip
+    return out

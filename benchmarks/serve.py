@@ -1,6 +1,6 @@
 """``agemem-serve`` against the in-process env: steps/s and p50/p99 step latency at 1, 8 and 32 concurrent sessions.
 
-python -m benchmarks.serve                      # writes benchmarks/results/serve.json and prints a table
+python -m benchmarks.serve                      # writes benchmarks/results/serve.jsonl and prints a table
 python -m benchmarks.serve --steps-per-session 40 --concurrency 1 8
 
 The oracle's action texts are recorded once per task in-process (so the timed loops run no policy). Each cell then
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import socket
 import subprocess
 import sys
@@ -30,12 +29,15 @@ import numpy as np
 
 import agemem_gym  # noqa: F401  (registers the env ids)
 from agemem_gym.agents import OraclePolicy
+from benchmarks.machine import machine_info
+from benchmarks.records import Record, Results, write_results
+from benchmarks.render import Col, Table, table
 
-__all__ = ["main", "record_episodes", "run_cell"]
+__all__ = ["TABLE", "main", "record_episodes", "records", "run_cell"]
 
 ENV_ID = "AgeMem-Synthetic-v0"
 ENV_KWARGS: dict[str, Any] = {"n_tasks": 64}
-RESULTS = Path(__file__).parent / "results" / "serve.json"
+RESULTS = Path(__file__).parent / "results" / "serve.jsonl"
 
 Episode = tuple[int, str, list[str]]  # (seed, task id, action texts)
 
@@ -163,8 +165,40 @@ def _start_server(max_sessions: int) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("agemem-serve did not come up within 120 s")
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run every cell (in-process and served, interleaved by concurrency) and write the JSON results."""
+def records(rows: Sequence[dict[str, Any]]) -> list[Record]:
+    """:func:`run_cell` rows as records of benchmark ``"serve"``: steps/s (served against in-process at the same
+    concurrency), p50 and p99 step latency, and whether the cell ran out of its time budget."""
+    local = {r["sessions"]: r["steps_per_s"] for r in rows if r["mode"] == "in_process"}
+    out = []
+    for r in rows:
+        at = {"env_id": ENV_ID, "mode": r["mode"], "sessions": r["sessions"]}
+        base = local.get(r["sessions"]) if r["mode"] == "served" else None
+        out.append(
+            Record("serve", "steps_per_s", r["steps_per_s"], "steps/s", at, repeats=r["steps"],
+                   baseline="in_process" if base else None, baseline_value=base,
+                   ratio=r["steps_per_s"] / base if base else None)
+        )  # fmt: skip
+        out += [Record("serve", m, r[m], "ms", at, repeats=r["steps"]) for m in ("p50_ms", "p99_ms")]
+        out.append(Record("serve", "hit_time_budget", float(r["hit_time_budget"]), "", at))
+    return out
+
+
+TABLE = Table(
+    ("sessions", "mode"),
+    (
+        Col("steps", {"metric": "steps_per_s"}, "repeats", "int"),
+        Col("steps/s", {"metric": "steps_per_s"}),
+        Col("served / in-process", {"metric": "steps_per_s"}, "ratio", "ratio"),
+        Col("p50 ms", {"metric": "p50_ms"}),
+        Col("p99 ms", {"metric": "p99_ms"}),
+        Col("hit the time budget", {"metric": "hit_time_budget"}),
+    ),
+    {"benchmark": "serve"},
+)
+
+
+def main(argv: Sequence[str] | None = None) -> Results:
+    """Run every cell (in-process and served, interleaved by concurrency) and write the records (JSON Lines)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--steps-per-session", type=int, default=120)
@@ -173,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
 
+    meta: dict[str, Any] = {"machine": machine_info(), "args": vars(args), "env_kwargs": ENV_KWARGS}
     episodes = record_episodes(args.episodes)
     # Burn-in: the first make/reset/step pays for imports and caches.
     _session(_InProcess, episodes, 0, 10, time.monotonic() + 30)
@@ -193,36 +228,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    by = {(r["mode"], r["sessions"]): r for r in rows}
-    for k in args.concurrency:
-        served, local = by[("served", k)], by[("in_process", k)]
-        served["throughput_vs_in_process"] = served["steps_per_s"] / local["steps_per_s"]
-    result = {
-        "env_id": ENV_ID,
-        "env_kwargs": ENV_KWARGS,
-        "machine": {"python": platform.python_version(), "cpus": _cpus(), "platform": platform.platform()},
-        "threads_alive_at_end": threading.active_count(),
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(
-        "\n| sessions | in-process steps/s | served steps/s | served / in-process | in-process p50 / p99 ms | served p50 / p99 ms |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|")
-    for k in args.concurrency:
-        s, loc = by[("served", k)], by[("in_process", k)]
-        print(
-            f"| {k} | {loc['steps_per_s']:.0f} | {s['steps_per_s']:.0f} | {s['throughput_vs_in_process']:.2f} | "
-            f"{loc['p50_ms']:.2f} / {loc['p99_ms']:.2f} | {s['p50_ms']:.2f} / {s['p99_ms']:.2f} |"
-        )
-    return result
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    meta["threads_alive_at_end"] = threading.active_count()
+    results = Results(meta, tuple(records(rows)))
+    write_results(args.out, results.meta, results.records)
+    print("\n" + "\n".join(table(results.records, TABLE)))
+    return results
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import CACHE_DIR, Timed
+from benchmarks.corpus import CACHE_DIR
+from benchmarks.timing import Timed
 
 __all__ = [
     "CONTEXTS",
@@ -67,8 +68,8 @@ VECTOR_CACHE = CACHE_DIR
 
 
 def pedantic(benchmark: Any, series: Callable[[int], Any] | Timed, *, rounds: int, warmup: int) -> None:
-    """Benchmark one series of :mod:`benchmarks.common`: call i of ``rounds + warmup`` runs ``series(i)`` (a
-    :class:`~benchmarks.common.Timed` runs its set-up untimed first)."""
+    """Benchmark one series of :mod:`benchmarks.timing`: call i of ``rounds + warmup`` runs ``series(i)`` (a
+    :class:`~benchmarks.timing.Timed` runs its set-up untimed first)."""
     plan = series if isinstance(series, Timed) else Timed(series)
     counter = itertools.count()
 

@@ -22,7 +22,7 @@ also lists every valid action and looks around on each call), its simulator's ba
 text game (:class:`~agemem_gym.envs.scienceworld.ScienceWorldGame`: the bare step, score and completion) and the
 whole AgeMem step; they play the same seeded commands from a pool that never ends a task, on the same variations.
 
-The step cost is measured in one run, interleaved call by call (benchmarks.common.interleaved), on three envs
+The step cost is measured in one run, interleaved call by call (benchmarks.timing.interleaved), on three envs
 fed the same seeded random actions from the same seeds: the raw minigrid step (``env.step(action_id)``), the text
 game (:class:`~agemem_gym.envs.babyai.BabyAIGame`: the same step plus the text view), and the whole AgeMem step
 (``TextGameEnv.step`` on protocol text: parsing, the game, the context and the info). Resets are not timed.
@@ -40,7 +40,9 @@ from typing import Any, Literal
 import numpy as np
 import tyro
 
-from benchmarks.common import Timed, blas_threads, interleaved, jsonable, machine_info, ratio, stats
+from benchmarks.machine import machine_info
+from benchmarks.records import jsonable
+from benchmarks.timing import Timed, blas_threads, interleaved, ratio, stats
 
 COLUMNS = (
     ("success", "success", ".2f"),
@@ -370,6 +372,7 @@ def pddl_step_cost(args: Args) -> dict[str, Any]:
     base = out["engine step"]["median_us"]
     for name in out:
         out[name]["ratio_to_engine"] = ratio(out[name]["median_us"], base)
+    return out
 
 
 def _tw_env(args: Args, **kwargs: Any) -> Any:

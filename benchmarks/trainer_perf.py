@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Log, median, torch_threads
+from benchmarks.records import Record
+from benchmarks.timing import Log, median, torch_threads
 
-__all__ = ["TrainerConfig", "run", "run_model"]
+__all__ = ["TrainerConfig", "records", "run", "run_model"]
 
 _PRESET = {"tiny": "tiny"}  # every other model runs the "demo" preset's settings
 
@@ -154,10 +155,40 @@ def run_model(model: str, updates: int, config: TrainerConfig, log: Log) -> dict
     return result
 
 
-def run(config: TrainerConfig, log: Log) -> dict[str, Any]:
-    """:func:`run_model` for every model in ``config.models``."""
+def records(result: dict[str, Any], torch_threads: int) -> list[Record]:
+    """:func:`run_model`'s result as records: ``trainer`` (throughput against the baselines, wall time) and
+    ``trainer_update`` (each update's ``perf/`` and ``rollout/`` metrics)."""
+    at = {
+        "model": result["model"],
+        "preset": result["preset"],
+        "updates": result["updates"],
+        "steady_updates": result["steady_updates"],
+        "envs": result["envs"],
+        "torch_threads": torch_threads,
+    }
+    base = result.get("baselines", {})
+    vs = {"rollout_tokens_per_s": "hf_generate_tokens_per_s", "learn_tokens_per_s": "forward_backward_tokens_per_s"}
+    out = []
+    for name in ("rollout_tokens_per_s", "learn_tokens_per_s"):
+        value, b = result[name], vs[name]
+        ratio = value / base[b] if base.get(b) else None
+        out.append(
+            Record("trainer", name, value, "tokens/s", at, baseline=b if b in base else None,
+                   baseline_value=base.get(b), ratio=ratio, repeats=result["steady_updates"])
+        )  # fmt: skip
+    out += [Record("trainer", name, v, "tokens/s", at) for name, v in base.items()]
+    out.append(Record("trainer", "wall_s", result["wall_s"], "s", at))
+    for i, update in enumerate(result["per_update"]):
+        for key, v in update.items():
+            if isinstance(v, (int, float)):
+                out.append(Record("trainer_update", key, v, "", {"model": result["model"], "update": i}))
+    return out
+
+
+def run(config: TrainerConfig, log: Log) -> list[Record]:
+    """:func:`run_model` for every model in ``config.models``, as records."""
     with torch_threads(config.threads):
         import torch
 
-        results = [run_model(m, config.updates.get(m, 1), config, log) for m in config.models]
-        return {"torch_threads": torch.get_num_threads(), "models": results}
+        threads = torch.get_num_threads()
+        return [r for m in config.models for r in records(run_model(m, config.updates.get(m, 1), config, log), threads)]

@@ -13,22 +13,14 @@ import numpy as np
 import pytest
 
 from benchmarks import report
-from benchmarks.common import (
-    REPO,
-    Timed,
-    embed_cached,
-    interleaved,
-    jsonable,
-    load_corpus,
-    loglog_slope,
-    recall_at_k,
-    stats,
-)
+from benchmarks.corpus import embed_cached, load_corpus
 from benchmarks.memory_ops import _plan as replica_plan
+from benchmarks.records import REPO, Record, Results, jsonable, read_results
+from benchmarks.timing import Timed, interleaved, loglog_slope, recall_at_k, stats
 
 
 @pytest.fixture(scope="module")
-def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, Path]:
     """One ``--quick`` run of the whole report (hashing embedder, tiny model) into a temporary folder."""
     out = tmp_path_factory.mktemp("bench")
     args = report.Args(
@@ -41,75 +33,109 @@ def _positive(x: object) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
-def test_quick_report_writes_every_output(quick_results: tuple[dict, Path]) -> None:
-    """results.json (strict JSON), report.md and the four plots are written."""
-    _, out = quick_results
-    results = json.loads((out / "results.json").read_text(), parse_constant=pytest.fail)
-    assert {"machine", "corpus", "memory_ops", "env_steps", "trainer", "targets", "growth"} <= set(results)
+def _one(records: list[Record]) -> Record:
+    assert len(records) == 1, records
+    return records[0]
+
+
+def test_quick_report_writes_every_output(quick_results: tuple[Results, Path]) -> None:
+    """results.jsonl (strict JSON, one record per line), report.md and the four plots are written."""
+    results, out = quick_results
+    lines = (out / "results.jsonl").read_text().splitlines()
+    rows = [json.loads(line, parse_constant=pytest.fail) for line in lines]
+    assert set(rows[0]) == {"meta"} and {"machine", "corpus", "args"} <= set(rows[0]["meta"])
+    assert all("benchmark" in r and "metric" in r and "value" in r for r in rows[1:])
+    assert {r["benchmark"] for r in rows[1:]} >= {"memory_ops", "recall", "batched", "footprint", "env_step"}
+    assert {"make_vec", "trainer", "profile"} <= {r["benchmark"] for r in rows[1:]}
+    assert read_results(out / "results.jsonl").records == results.records
     for name in ("ops_by_size.png", "overhead_ratio.png", "step_cost.png", "growth.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "report.md").read_text()
     for heading in ("## Targets", "## Memory operations", "## Recall", "## Environment cost", "## gym.make_vec"):
         assert heading in text
-    assert str(REPO) not in (out / "results.json").read_text()  # no paths of this machine in what gets committed
+    assert str(REPO) not in (out / "results.jsonl").read_text()  # no paths of this machine in what gets committed
 
 
-def test_machine_description_names_versions_and_load(quick_results: tuple[dict, Path]) -> None:
+def test_machine_description_names_versions_and_load(quick_results: tuple[Results, Path]) -> None:
     """The results say which code ran where, and how loaded the machine was."""
-    m = quick_results[0]["machine"]
+    meta = quick_results[0].meta
+    m = meta["machine"]
     assert m["cpu_count"] >= 1 and m["packages"]["hnswlib"] and m["python"]
-    assert "commit" in m and "load_average_start" in m and "load_average_end" in quick_results[0]
+    assert "commit" in m and "load_average_start" in m and "load_average_end" in meta
 
 
-def test_memory_ops_have_positive_timings_recall_in_range_and_no_errors(quick_results: tuple[dict, Path]) -> None:
+def test_memory_ops_have_positive_timings_recall_in_range_and_no_errors(quick_results: tuple[Results, Path]) -> None:
     """Every op of every size has positive medians for the API and its baselines, and recall lies in [0, 1]."""
-    res = quick_results[0]["memory_ops"]["hash"]
-    for size in res["by_size"].values():
-        assert set(size["ops"]) == {"RETRIEVE@3", "RETRIEVE@5", "RETRIEVE@10", *report.memory_ops.LTM_OPS} | set(
-            report.memory_ops.STM_OPS
-        )
-        for op, row in size["ops"].items():
-            assert row["errors"] == 0, op
-            for series in ("api", "raw", "exact", "embed", "api_excl_embed"):
-                if series in row and series != "api_excl_embed":
-                    assert _positive(row[series]["median_us"]) and row[series]["p99_us"] >= row[series]["median_us"]
-                    assert _positive(row[series]["ops_per_s"])
-            assert _positive(row["ratio_api_raw"])
-        for k, value in {**size["recall"]["store"], **size["recall"]["raw"], **size["recall"]["raw_by_ef"]}.items():
-            assert 0.0 <= value <= 1.0, k
+    res = quick_results[0]
+    ops = res.select("memory_ops", embedder="hash", metric="latency")
+    sizes = sorted({r["size"] for r in ops})
+    assert sizes
+    for n in sizes:
+        at = res.select("memory_ops", embedder="hash", size=n)
+        assert {r["op"] for r in at if r["op"]} == {
+            "RETRIEVE@3",
+            "RETRIEVE@5",
+            "RETRIEVE@10",
+            *report.memory_ops.LTM_OPS,
+        } | set(report.memory_ops.STM_OPS)
+        for op in {r["op"] for r in at if r["op"]}:
+            assert _one(select_(at, op=op, metric="errors")).value == 0, op
+            for r in select_(at, op=op, metric="latency", series=("api", "raw", "exact", "embed")):
+                assert _positive(r.value) and r.p99 is not None and r.p99 >= r.value
+                assert _positive(1e6 / r.mean) and r.repeats and r.repeats > 0
+            assert _positive(_one(select_(at, op=op, metric="latency", series="api")).ratio)
+        recall = res.select("recall", embedder="hash", size=n, metric="recall")
+        assert {r["index"] for r in recall} == {"store", "raw"} and any(r["ef"] for r in recall)
+        for r in recall:
+            assert r.value is not None and 0.0 <= r.value <= 1.0, r
         for kind in ("search", "add"):
-            assert all(_positive(size["batched"][kind][s]["median_us"]) for s in ("store_batch", "raw_loop"))
-        fp = size["footprint"]
+            for series in ("store_batch", "raw_loop"):
+                assert _positive(_one(res.select("batched", size=n, call=kind, series=series)).value)
+        fp = {r.metric: r.value for r in res.select("footprint", embedder="hash", size=n)}
         assert fp["vector_matrix_bytes_per_item"] >= fp["raw_vector_bytes_per_item"] > 0
         assert _positive(fp["store_bytes_per_item"]) and _positive(fp["snapshot_bytes_per_item"])
-        assert size["rebuilds_during_timing"] == 0
+        assert _one(res.select("memory_ops", size=n, metric="rebuilds_while_timing")).value == 0
 
 
-def test_env_steps_cover_every_cell_and_variant(quick_results: tuple[dict, Path]) -> None:
+def select_(records: list[Record], **where: object) -> list[Record]:
+    return [r for r in records if r.matches(**where)]
+
+
+def test_env_steps_cover_every_cell_and_variant(quick_results: tuple[Results, Path]) -> None:
     """Each (size, context) cell has steps with positive timings; each make_vec variant made transitions."""
-    env = quick_results[0]["env_steps"]
-    for cell in env["single"]["cells"]:
-        assert cell["steps"] > 0 and cell["episodes"] >= 1
-        assert _positive(cell["step"]["median_us"]) and cell["step_excl_embed"]["median_us"] is not None
-        assert cell["context_tokens_mean"] > 0 and cell["by_kind"]
-    assert {v["variant"] for v in env["vec"]["variants"]} == {"single", "syncx2", "asyncx2"}
-    assert all(v["transitions"] > 0 and _positive(v["steps_per_s"]) for v in env["vec"]["variants"])
-    assert env["single"]["profile"]["tree"] and env["single"]["profile"]["top"]
+    res = quick_results[0]
+    cells = {(r["size"], r["context"]) for r in res.select("env_step")}
+    assert len(cells) >= 2
+    for size, context in cells:
+        at = res.select("env_step", size=size, context=context)
+        step = _one(select_(at, action="all", series="step"))
+        assert step.repeats and step.repeats > 0 and (_one(select_(at, metric="episodes")).value or 0) >= 1
+        assert _positive(step.value) and _one(select_(at, action="all", series="step_excl_embed")).value is not None
+        assert (_one(select_(at, metric="context_tokens_mean")).value or 0) > 0
+        assert select_(at, action=lambda a: a not in (None, "all"))  # steps by kind
+    vec = res.select("make_vec", metric="steps_per_s")
+    assert {r["variant"] for r in vec} == {"single", "syncx2", "asyncx2"}
+    assert all(r.repeats and r.repeats > 0 and _positive(r.value) for r in vec)
+    env_profile = [r for r in res.select("profile") if str(r["profile"]).startswith("env step")]
+    assert {r["part"] for r in env_profile} >= {"tree", "top"}
 
 
-def test_trainer_throughput_and_targets(quick_results: tuple[dict, Path]) -> None:
+def test_trainer_throughput_and_targets(quick_results: tuple[Results, Path]) -> None:
     """The tiny model's tokens/s and its baselines are positive; every target has a verdict."""
-    (tiny,) = quick_results[0]["trainer"]["models"]
-    assert _positive(tiny["rollout_tokens_per_s"]) and _positive(tiny["learn_tokens_per_s"])
-    assert all(_positive(v) for v in tiny["baselines"].values())
-    targets = quick_results[0]["targets"]
-    assert targets and all(isinstance(t["met"], bool) for t in targets)
+    res = quick_results[0]
+    trainer = {r.metric: r for r in res.select("trainer", model="tiny")}
+    assert _positive(trainer["rollout_tokens_per_s"].value) and _positive(trainer["learn_tokens_per_s"].value)
+    baselines = ("policy_generate_tokens_per_s", "hf_generate_tokens_per_s", "forward_backward_tokens_per_s")
+    assert all(_positive(trainer[b].value) for b in baselines)
+    targets = report.derived.targets(res.records)
+    measured = [t for t in targets if t.metric == "measured"]
+    assert measured and all(t["status"] in ("met", "missed") for t in measured)
 
 
-def test_render_only_rerenders_from_results_json(quick_results: tuple[dict, Path], tmp_path: Path) -> None:
-    """--render-only rebuilds report.md from a results.json without measuring."""
+def test_render_only_rerenders_from_results_jsonl(quick_results: tuple[Results, Path], tmp_path: Path) -> None:
+    """--render-only rebuilds report.md from a results.jsonl without measuring."""
     _, out = quick_results
-    report.main(report.Args(render_only=out / "results.json", out_dir=tmp_path, plots=False, quiet=True))
+    report.main(report.Args(render_only=out / "results.jsonl", out_dir=tmp_path, plots=False, quiet=True))
     assert (tmp_path / "report.md").read_text() == (out / "report.md").read_text()
 
 
