@@ -41,10 +41,10 @@ import numpy as np
 
 from agemem_gym._validate import check, check_field
 from agemem_gym.context import Context, hybrid_similarity, make_token_counter
-from agemem_gym.memory.embedders import Embedder, make_embedder
 from agemem_gym.env import _config
 from agemem_gym.errors import ConfigError
 from agemem_gym.memory import MemoryStore, StoreConfig
+from agemem_gym.memory.embedders import Embedder, make_embedder
 from agemem_gym.prompts import PromptStyle, system_prompt
 from agemem_gym.protocol import ProtocolConfig, display_text, parse_action
 from agemem_gym.rewards import PenaltyConfig

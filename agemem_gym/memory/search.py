@@ -11,6 +11,7 @@ descending score then id, so the approximate path, the exact fallback and a filt
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = ["check_filter", "check_top_k", "filtered", "matches_filter", "nearest
 # Extra neighbours asked of hnswlib beyond k, so that exact re-scoring can break ties by id (free while k + slack
 # stays below ef: hnswlib collects max(ef, k) candidates either way).
 TIE_SLACK = 16
+_SMALL = 64  # up to this many scores, top() ranks in plain Python
 
 
 def nearest(s: StoreState, q: np.ndarray, k: int, *, ef_search: int) -> list[list[tuple[int, float]]]:
@@ -58,6 +60,14 @@ def filtered(s: StoreState, q: np.ndarray, k: int, flt: Mapping[str, Any]) -> li
 def top(scores: np.ndarray, labels: np.ndarray, k: int, id_of: Mapping[int, str]) -> list[tuple[int, float]]:
     """The k best (label, score) by descending score then id, considering every tie at the k-th score."""
     n = len(scores)
+    if n <= _SMALL:
+        # hnswlib's k + TIE_SLACK candidates: sorting them all by (score desc, id) and keeping k is the same as
+        # keeping every score >= the k-th and sorting those, in plain Python (numpy's per-call costs dominate here).
+        values, keys = scores.tolist(), labels.tolist()
+        ranked = sorted(
+            ((-v, id_of[lab], lab, v) for v, lab in zip(values, keys) if math.isfinite(v)),
+        )[:k]
+        return [(lab, v) for _, _, lab, v in ranked]
     if n > k:
         kth = np.partition(scores, n - k)[n - k]
         sel = np.flatnonzero(scores >= kth)

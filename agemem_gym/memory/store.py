@@ -232,15 +232,22 @@ class MemoryStore:
             raise ConfigError(
                 f"embedder {self._embedder.name!r} must return shape ({len(texts)}, {self._dim}), got {vecs.shape}"
             )
-        return self._normalise(vecs, f"embedder {self._embedder.name!r}")
+        return self._normalise(vecs, None)
 
-    def _normalise(self, vecs: np.ndarray, source: str) -> np.ndarray:
+    def _normalise(self, vecs: np.ndarray, source: str | None) -> np.ndarray:
+        """``vecs`` as unit rows; ``source`` names them in errors (None: this store's embedder)."""
         if not np.isfinite(vecs).all():
-            raise ConfigError(f"{source} produced NaN or infinite values; vectors must be finite")
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True)  # (n, 1)
+            raise ConfigError(f"{source or self._source()} produced NaN or infinite values; vectors must be finite")
+        # What np.linalg.norm(vecs, axis=1, keepdims=True) computes for real input, without its wrapper (same bits).
+        norms = np.sqrt(np.add.reduce(vecs * vecs, axis=1, keepdims=True))  # (n, 1)
         if (norms <= 0).any():
-            raise ConfigError(f"{source} produced an all-zero vector, which has no direction for cosine similarity")
+            raise ConfigError(
+                f"{source or self._source()} produced an all-zero vector, which has no direction for cosine similarity"
+            )
         return np.ascontiguousarray(vecs / norms, dtype=np.float32)
+
+    def _source(self) -> str:
+        return f"embedder {self._embedder.name!r}"
 
     # -- add ----------------------------------------------------------------------------------------------------
 
