@@ -19,9 +19,9 @@ import gymnasium as gym
 
 from agemem_gym.context import Context, hybrid_similarity, make_token_counter
 from agemem_gym.context.summarizers import Summarizer, make_summarizer
-from agemem_gym.embedders import Embedder, make_embedder
 from agemem_gym.errors import ConfigError
 from agemem_gym.memory import MemoryStore, StoreConfig
+from agemem_gym.memory.embedders import Embedder, make_embedder
 from agemem_gym.prompts import PromptStyle
 from agemem_gym.protocol import ProtocolConfig, display_text
 from agemem_gym.rewards import PenaltyConfig

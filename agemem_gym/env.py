@@ -22,9 +22,9 @@ from agemem_gym._tool_env import MemoryToolsEnv, config
 from agemem_gym._validate import check, check_field
 from agemem_gym.context import Context, MessageKind
 from agemem_gym.context.summarizers import Summarizer
-from agemem_gym.embedders import Embedder
 from agemem_gym.errors import ConfigError
 from agemem_gym.memory import MemoryStore, StoreConfig
+from agemem_gym.memory.embedders import Embedder
 from agemem_gym.prompts import PromptStyle, question_turn, stage_turn, system_prompt
 from agemem_gym.protocol import Action, ProtocolConfig, parse_action
 from agemem_gym.rewards import (

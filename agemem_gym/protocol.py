@@ -293,6 +293,10 @@ def _parse_tool_bodies(bodies: list[str], cfg: ProtocolConfig, think: str | None
     return Action(kind="tool_call", think=think, tool_calls=tuple(calls))
 
 
+# The limits used when none are given: built once (ProtocolConfig is frozen), not validated again on every turn.
+_DEFAULT_CONFIG = ProtocolConfig()
+
+
 def parse_action(text: object, config: ProtocolConfig | None = None) -> Action:
     """Parse one agent turn. Never raises: every failure is an ``Action`` of kind ``"invalid"``.
 
@@ -305,7 +309,7 @@ def parse_action(text: object, config: ProtocolConfig | None = None) -> Action:
         verbatim: reasoning that mentions the tags cannot trigger them, and a ``<think>`` inside a tool call's
         JSON stays in it. Text outside the blocks is ignored.
     """
-    cfg = config or ProtocolConfig()
+    cfg = config or _DEFAULT_CONFIG
     if not isinstance(text, str):
         return _invalid(ErrorCode.NO_ACTION, f"expected the turn as text, got a {type(text).__name__}.")
     if len(text) > cfg.max_action_chars:

@@ -42,9 +42,9 @@ from agemem_gym._tool_env import MemoryToolsEnv, config
 from agemem_gym._validate import check, check_field
 from agemem_gym.context import Context
 from agemem_gym.context.summarizers import Summarizer
-from agemem_gym.embedders import Embedder
 from agemem_gym.errors import ConfigError
 from agemem_gym.memory import MemoryStore, StoreConfig
+from agemem_gym.memory.embedders import Embedder
 from agemem_gym.prompts import PromptStyle, system_prompt
 from agemem_gym.protocol import ProtocolConfig, parse_action
 from agemem_gym.rewards import PenaltyConfig

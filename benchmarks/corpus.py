@@ -198,7 +198,7 @@ class BenchEmbedder:
 
 def make_inner_embedder(name: str, *, cache_size: int = 4096) -> Any:
     """A fresh (cold-cache) embedder by name: ``"hash"`` or ``"minilm"``."""
-    from agemem_gym.embedders import HashingEmbedder, MiniLMEmbedder
+    from agemem_gym.memory.embedders import HashingEmbedder, MiniLMEmbedder
 
     if name == "hash":
         return HashingEmbedder(cache_size=cache_size)

@@ -6,7 +6,7 @@ of calls that :func:`~benchmarks.timing.interleaved` times call by call:
 
 | op | ``api``: one agent turn, parsed, validated, dispatched, rendered | baselines on the same texts and vectors |
 |---|---|---|
-| ``RETRIEVE@k`` | ``Retrieve_memory`` (top_k = k) | ``raw``: hnswlib ``knn_query`` on a copy of the store's own graph, same ef; ``exact``: numpy over the N vectors; ``embed``: the embedder alone on the query |
+| ``RETRIEVE@k`` | ``Retrieve_memory`` (top_k = k) | ``raw``: hnswlib ``knn_query`` on a copy of the store's own graph (``MemoryStore.copy_index``), same ef; ``exact``: numpy over the N vectors; ``embed``: the embedder alone on the query |
 | ``ADD`` | ``Add_memory`` | ``raw``: ``add_items`` of the same vector; ``embed`` |
 | ``UPDATE`` | ``Update_memory`` | ``raw``: ``add_items`` on the existing label (hnswlib's in-place update); ``embed`` |
 | ``DELETE`` | ``Delete_memory`` | ``raw``: ``mark_deleted`` |
@@ -29,7 +29,6 @@ store's tombstone rebuild. :meth:`SizeBench.recall` measures recall@k against ex
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from agemem_gym.agents import tool_call
 from agemem_gym.context import Context, hybrid_similarity
 from agemem_gym.context.summarizers import make_summarizer
 from agemem_gym.memory import MemoryStore, StoreConfig, format_memory_id
+from agemem_gym.memory.items import id_number
 from agemem_gym.prompts import system_prompt
 from agemem_gym.protocol import parse_action
 from agemem_gym.tools import ToolRuntime, execute, render_results, tool_schemas
@@ -109,20 +109,6 @@ def embed_corpus(name: str, corpus: Corpus, n_items: int, *, cache_dir: Path | N
     return Embedded(name, inner.name, int(inner.dim), items, fresh, queries, seconds=time.perf_counter() - start)
 
 
-def _store_index(store: MemoryStore) -> hnswlib.Index:
-    # The store's own graph (private): copying it gives the raw baseline the very same vectors, links and ef.
-    return store._s.index
-
-
-def clone_index(index: hnswlib.Index, capacity: int) -> hnswlib.Index:
-    """An independent copy of an hnswlib index (same graph, same ef) with room for ``capacity`` elements."""
-    copy: hnswlib.Index = pickle.loads(pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
-    if copy.max_elements < capacity:
-        copy.resize_index(capacity)
-    copy.set_ef(index.ef)
-    return copy
-
-
 def _plan(n: int, total_calls: int, items_per_call: int, share: float) -> tuple[int, int]:
     """(replicas, calls per replica) so that no store gains or loses more than ``share`` of its n items."""
     per = max(1, int(share * n) // items_per_call)
@@ -163,8 +149,8 @@ class SizeBench:
         self.errors = 0
         self._fresh_next = 0
         self.store, self.build = footprint.measure(self._new_store, trace=True)
-        index = _store_index(self.store)
-        self.raw_query, self.raw_build = footprint.measure(lambda: clone_index(index, index.max_elements))
+        # The raw baseline runs on a copy of the store's own graph: the very same vectors, links and ef.
+        self.raw_query, self.raw_build = footprint.measure(self.store.copy_index)
         self.runtime = self._runtime(self.store)
         self.vectors = np.ascontiguousarray(self.emb.items[: self.n])  # (n, dim) for exact search
         self._raw_mut: hnswlib.Index | None = None
@@ -219,7 +205,7 @@ class SizeBench:
         """A copy of the main store's graph for the raw UPDATE / ADD / DELETE series on the main store."""
         if self._raw_mut is None:
             extra = self.config.total + 2 * self.config.batch * self.config.batch_total
-            self._raw_mut = clone_index(_store_index(self.store), self.n + extra)
+            self._raw_mut = self.store.copy_index(self.n + extra)
         return self._raw_mut
 
     def _replicas(self, items_per_call: int, total_calls: int) -> tuple[list[_Replica], int]:
@@ -230,7 +216,7 @@ class SizeBench:
         replicas = []
         for _ in range(count):
             store = self._new_store()
-            raw = clone_index(_store_index(store), self.n + per * items_per_call)
+            raw = store.copy_index(self.n + per * items_per_call)
             replicas.append(_Replica(store, self._runtime(store), raw, self.n))
         return replicas, per
 
@@ -436,7 +422,7 @@ class SizeBench:
         out: dict[str, Any] = {"queries": len(q), "store": {}, "raw": {}, "raw_by_ef": {}}
         for k in self.config.ks:
             hits = self.store.search_vectors(q, top_k=k)
-            rows = [[int(h.item.id[2:], 16) - 1 for h in row] for row in hits]  # ids m_0001.. are rows 0..
+            rows = [[id_number(h.item.id) - 1 for h in row] for row in hits]  # ids m_0001.. are rows 0..
             out["store"][str(k)] = recall_at_k(rows, q, self.vectors, k)
             ef = max(self.store_config.ef_search, k + 16)
             self.raw_query.set_ef(ef)

@@ -241,7 +241,7 @@ def _measure_memory_and_env(
         for name in args.embedders:
             sizes = list(plan.sizes)
             if name == "minilm":
-                from agemem_gym.embedders import minilm_available
+                from agemem_gym.memory.embedders import minilm_available
 
                 if not minilm_available():
                     meta["skipped_sizes"][name] = sizes

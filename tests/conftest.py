@@ -40,7 +40,7 @@ def hotpot_sentences(hotpot_records: list[dict]) -> list[str]:
 @pytest.fixture(scope="session")
 def minilm():
     """One MiniLM embedder for the whole session (skips when MiniLM is not installed)."""
-    from agemem_gym.embedders import MiniLMEmbedder, minilm_available
+    from agemem_gym.memory.embedders import MiniLMEmbedder, minilm_available
 
     if not minilm_available():
         pytest.skip(

@@ -1,4 +1,4 @@
-"""Tests for agemem_gym.embedders: hashing, MiniLM and callable embedders, and make_embedder."""
+"""Tests for agemem_gym.memory.embedders: hashing, MiniLM and callable embedders, and make_embedder."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agemem_gym import embedders
-from agemem_gym.embedders import (
+from agemem_gym.errors import ConfigError
+from agemem_gym.memory import embedders
+from agemem_gym.memory.embedders import (
     CallableEmbedder,
     Embedder,
     HashingEmbedder,
@@ -22,7 +23,6 @@ from agemem_gym.embedders import (
     make_embedder,
     minilm_available,
 )
-from agemem_gym.errors import ConfigError
 
 TEXTS = [
     "The Orvel Bridge was built in 1841.",
@@ -109,7 +109,7 @@ def test_hashing_is_deterministic_across_processes():
     """Another interpreter, with a different hash seed, produces byte-identical vectors."""
     here = hashlib.sha256(HashingEmbedder()(TEXTS).tobytes()).hexdigest()
     code = (
-        "import hashlib, sys, json; from agemem_gym.embedders import HashingEmbedder; "
+        "import hashlib, sys, json; from agemem_gym.memory.embedders import HashingEmbedder; "
         "texts = json.loads(sys.argv[1]); "
         "print(hashlib.sha256(HashingEmbedder()(texts).tobytes()).hexdigest())"
     )

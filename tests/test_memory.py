@@ -18,9 +18,6 @@ import numpy as np
 import pytest
 
 import agemem_gym
-from agemem_gym import _store_files, memory
-from agemem_gym._store_files import manifest_digest, seal_manifest
-from agemem_gym.embedders import CallableEmbedder, HashingEmbedder
 from agemem_gym.errors import ConfigError, MemoryNotFoundError, StoreFormatError, StoreLockedError, StoreWriteError
 from agemem_gym.memory import (
     DedupConfig,
@@ -29,7 +26,12 @@ from agemem_gym.memory import (
     SearchHit,
     StoreConfig,
     format_memory_id,
+    persistence,
 )
+from agemem_gym.memory import files as _store_files
+from agemem_gym.memory import index as memory_index
+from agemem_gym.memory.embedders import CallableEmbedder, HashingEmbedder
+from agemem_gym.memory.files import manifest_digest, seal_manifest
 
 ID_RE = re.compile(r"^m_[0-9a-f]{4,}$")
 FACTS = [
@@ -77,13 +79,14 @@ def filled(n: int = 6, **config) -> MemoryStore:
 # -- module hygiene ------------------------------------------------------------------------------------------------
 
 
-def test_hnswlib_is_imported_only_by_the_memory_module():
-    """No module of the package other than agemem_gym/memory.py imports hnswlib."""
+def test_hnswlib_is_imported_only_by_the_memory_index_module():
+    """No module of the package other than agemem_gym/memory/index.py imports hnswlib."""
     root = Path(agemem_gym.__file__).resolve().parent
     offenders = [
         str(p.relative_to(root))
         for p in root.rglob("*.py")
-        if p.name != "memory.py" and re.search(r"^\s*(import|from)\s+hnswlib", p.read_text(encoding="utf-8"), re.M)
+        if p != root / "memory" / "index.py"
+        and re.search(r"^\s*(import|from)\s+hnswlib", p.read_text(encoding="utf-8"), re.M)
     ]
     assert offenders == []
 
@@ -592,6 +595,19 @@ def test_snapshot_is_independent_of_later_changes():
     assert list(store) == items_before and store.stats()["id_counter"] == 5
 
 
+def test_copy_index_is_an_independent_copy_of_the_graph():
+    """copy_index() gives hnswlib's graph of the store (same slots, ef and neighbours); changing it changes nothing."""
+    store = filled(12)
+    raw = store.copy_index(100)
+    assert (raw.element_count, raw.ef, raw.max_elements) == (12, store.stats()["ef"], 100)
+    query = store.embedder([FACTS[2] + " (note 2)"])
+    labels, _ = raw.knn_query(query, k=1)
+    assert store.ids()[int(labels[0, 0])] == "m_0003" == store.search(FACTS[2] + " (note 2)", top_k=1)[0].item.id
+    raw.mark_deleted(2)
+    raw.add_items(query, [12])
+    assert store.search(FACTS[2] + " (note 2)", top_k=1)[0].item.id == "m_0003" and len(store) == 12
+
+
 def test_restore_rejects_foreign_snapshots_and_leaves_the_store_unchanged():
     """A non-snapshot or a snapshot of another dim raises StoreFormatError and the target keeps its items."""
     target = filled(3)
@@ -721,7 +737,7 @@ def test_a_failed_save_leaves_nothing_behind_and_later_saves_work(tmp_path, monk
     target = {
         "os.open": (_store_files.os, "open"),
         "os.replace": (_store_files.os, "replace"),
-        "_save_index": (memory, "_save_index"),
+        "_save_index": (memory_index, "_save_index"),
         "seal": (_store_files.GenerationWriter, "seal"),
         "write": (_store_files.GenerationWriter, "write"),
     }[where]
@@ -1150,7 +1166,7 @@ def _check_one_store(directory: Path, stores: tuple[MemoryStore, MemoryStore], o
     assert set(outcomes) <= {"saved", "locked"} and "saved" in outcomes, outcomes
     loaded = MemoryStore.load(directory)
     assert [i.content for i in loaded] in ([i.content for i in s] for s in stores)
-    generations = {m.group(2) for m in map(memory._GEN_FILE_RE.match, os.listdir(directory)) if m}
+    generations = {m.group(2) for m in map(persistence.GEN_FILE_RE.match, os.listdir(directory)) if m}
     assert len(generations) == 1
 
 

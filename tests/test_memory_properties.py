@@ -11,9 +11,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from agemem_gym.embedders import HashingEmbedder
 from agemem_gym.errors import MemoryNotFoundError
 from agemem_gym.memory import MemoryStore, StoreConfig, format_memory_id
+from agemem_gym.memory.embedders import HashingEmbedder
 
 EMBEDDER = HashingEmbedder(dim=64)  # narrow, so that collisions and near-ties happen
 TAGS = ["a", "b", "c"]

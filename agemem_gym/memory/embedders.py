@@ -107,9 +107,9 @@ class _LRU:
             return vec
 
     def put(self, key: str, vec: np.ndarray) -> None:
+        """Keep ``vec`` (which the caller must not hold on to: it is made read-only, not copied)."""
         if self.size <= 0:
             return
-        vec = vec.copy()
         vec.setflags(write=False)
         with self._lock:
             self._data[key] = vec
@@ -135,7 +135,9 @@ def _embed_with_cache(
         vecs = compute(todo)  # (len(todo), dim)
         for text, vec in zip(todo, vecs):
             out[missing[text]] = vec
-            cache.put(text, vec)
+            # One computed row is a private array of its own; rows of a batch are copied, so that a cached row
+            # never keeps the whole batch alive.
+            cache.put(text, vecs[0] if len(todo) == 1 else vec.copy())
     return out
 
 
@@ -253,6 +255,8 @@ class HashingEmbedder:
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
 
     def _compute(self, texts: list[str]) -> np.ndarray:
+        if len(texts) == 1:
+            return self._compute_one(texts[0])
         if len(texts) <= _FEW_TEXTS:
             return np.concatenate([self._compute_one(t) for t in texts])
         feats = [self._features(t) for t in texts]
@@ -292,9 +296,11 @@ class HashingEmbedder:
         (features ascending, as after its sort) with the same tf weights, so the rows are identical (tested).
         """
         tokens = _TOKEN_RE.findall(text.lower())
-        row = np.zeros((1, self.dim), dtype=np.float64)
+        dim = self.dim
+        row = np.zeros(dim, dtype=np.float64)
         if tokens:
-            uni = [self._token_hash(t) for t in tokens]
+            hashes = self._token_hashes
+            uni = [hashes.get(t) or self._token_hash(t) for t in tokens]  # a hash is never 0 in practice; 0 recomputes
             lo, hi = self.ngram_range
             feats = list(uni) if lo == 1 else []
             gram = uni
@@ -304,15 +310,20 @@ class HashingEmbedder:
                     feats.extend(gram)
             counts = Counter(feats)
             acc: dict[int, float] = {}
-            for feat, count in sorted(counts.items()):
-                weight = _TF_WEIGHT[count] if count < len(_TF_WEIGHT) else _tf_weight(count)
-                bucket = feat % self.dim
-                acc[bucket] = acc.get(bucket, 0.0) + (-weight if feat >> 63 else weight)
-            row[0, list(acc)] = list(acc.values())
-        norm = np.linalg.norm(row, axis=1, keepdims=True)  # (1, 1)
-        if not norm[0, 0] > 0:
+            get, tf, n_tf = acc.get, _TF_WEIGHT, len(_TF_WEIGHT)
+            for feat in sorted(counts):
+                count = counts[feat]
+                weight = tf[count] if count < n_tf else _tf_weight(count)
+                bucket = feat % dim
+                acc[bucket] = get(bucket, 0.0) + (-weight if feat >> 63 else weight)
+            row[list(acc)] = list(acc.values())
+        # np.linalg.norm(row) of a 1-D row is sqrt(add.reduce(row * row)): the same pairwise float64 sum, without
+        # the wrapper's cost; sqrt is correctly rounded in both, and dividing by a float or a (1, 1) array is the
+        # same elementwise division, so the bits match the batched path's.
+        squares = float(np.add.reduce(row * row))
+        if not squares > 0:
             return self._empty[None, :].astype(np.float32)
-        return (row / norm).astype(np.float32)
+        return (row / math.sqrt(squares)).astype(np.float32)[None, :]
 
 
 # ---------------------------------------------------------------------------------------------------------------
