@@ -263,6 +263,7 @@ PUBLIC: dict[str, set[str]] = {
         "initial_model",
         "main",
         "recall_setting",
+        "rename_names",
     },
     "agemem_gym.trainers.plots": {"MEMORY_PANELS", "PANELS", "plot_metrics", "read_metrics"},
     "agemem_gym.trainers.policy": {

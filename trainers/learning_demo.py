@@ -55,7 +55,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -72,7 +72,16 @@ from agemem_gym.trainers import grpo, sft
 from agemem_gym.trainers.models import TINY_MODELS, tiny_model, word_tokenizer
 from agemem_gym.trainers.plots import MEMORY_PANELS, plot_metrics, read_metrics
 
-__all__ = ["REPORTED", "Behaviours", "DemoArgs", "easy_short_episodes", "initial_model", "main", "recall_setting"]
+__all__ = [
+    "REPORTED",
+    "Behaviours",
+    "DemoArgs",
+    "easy_short_episodes",
+    "initial_model",
+    "main",
+    "recall_setting",
+    "rename_names",
+]
 
 ENV_ID = "AgeMem-Synthetic-v0"
 
@@ -226,6 +235,39 @@ def initial_model(args: DemoArgs, records: list[dict[str, Any]], folder: Path) -
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)
+
+
+def rename_names(record: Mapping[str, Any], names: Sequence[str], rng: np.random.Generator) -> dict[str, Any]:
+    """A copy of a step record with every name word replaced by a random word of ``names``, consistently within
+    the record (its messages and its response), so that the record still reads as one story.
+
+    A word is a name word when it is in ``names`` (e.g. :func:`~agemem_gym.envs.synthetic.name_vocabulary` with
+    ``suffixes=False``). The warm start trains on such copies: who was born where is then drawn afresh for every
+    record, so no association between names can be memorised, and the only way to fit a stored sentence or an
+    answer is to copy it from the context. Every name word also turns up in training, as a pretrained model has
+    seen every name before, without any world's facts.
+
+    >>> record = {"messages": [{"role": "user", "content": "Orin Talvesk was born in Pelon."}],
+    ...           "response": "Talvesk was born in Pelon."}
+    >>> out = rename_names(record, ["Orin", "Talvesk", "Pelon", "Velmor", "Korstad", "Ebor"], np.random.default_rng(0))
+    >>> out["response"] == out["messages"][0]["content"].split(" ", 1)[1]
+    True
+    """
+    known = set(names)
+    mapping: dict[str, str] = {}
+
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if word not in known:
+            return word
+        if word not in mapping:
+            mapping[word] = names[int(rng.integers(len(names)))]
+        return mapping[word]
+
+    out = dict(record)
+    out["messages"] = [{**m, "content": _WORD.sub(swap, str(m.get("content", "")))} for m in record["messages"]]
+    out["response"] = _WORD.sub(swap, str(record["response"]))
+    return out
 
 
 def _baseline(policy: str, env_kwargs: dict[str, Any], eval_kwargs: dict[str, Any], tasks: int) -> dict[str, float]:
