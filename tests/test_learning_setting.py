@@ -4,6 +4,7 @@ per-stage tool counts the demo reports (fast; the demo itself is the slow test i
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,21 @@ def test_rename_names_redraws_every_name_consistently_and_keeps_the_rest() -> No
     assert rename_names(records[0], names, np.random.default_rng(3)) == rename_names(
         records[0], names, np.random.default_rng(3)
     )
+
+
+def test_copy_accuracy_scores_the_copied_text_of_each_copying_turn() -> None:
+    """A random model copies nothing; the probe finds two Add_memory turns and one answer after retrieval per task
+    and ignores every other turn."""
+    from agemem_gym.trainers import sft
+    from agemem_gym.trainers.learning_demo import copy_accuracy
+    from agemem_gym.trainers.models import load_model
+
+    env = gym.make("AgeMem-Synthetic-v0", n_tasks=3, suite_seed=1, **recall_setting())
+    records = sft.collect_pairs(env, Behaviours(1.0, 1.0, 1.0), list(env.unwrapped.suite.task_ids))  # type: ignore[attr-defined]
+    env.close()
+    model, tok = load_model("tiny")
+    result = copy_accuracy(model, tok, records, max_prompt_tokens=256)
+    assert result["adds"] == 6 and result["answers"] == 3
+    assert result["add_exact"] == 0.0 and result["answer_exact"] == 0.0
+    empty = copy_accuracy(model, tok, records[:0])
+    assert empty["adds"] == empty["answers"] == 0.0 and math.isnan(empty["add_exact"])

@@ -69,7 +69,7 @@ from agemem_gym.env import SHORT_EPISODE
 from agemem_gym.envs.synthetic import name_vocabulary
 from agemem_gym.evaluation import evaluate
 from agemem_gym.trainers import grpo, sft
-from agemem_gym.trainers.models import TINY_MODELS, tiny_model, word_tokenizer
+from agemem_gym.trainers.models import TINY_MODELS, load_model, tiny_model, word_tokenizer
 from agemem_gym.trainers.plots import MEMORY_PANELS, plot_metrics, read_metrics
 
 __all__ = [
@@ -181,6 +181,14 @@ class DemoArgs:
     """episodes of the behaviour mixture to imitate, per world (each world's first tasks)"""
     sft_worlds: int = 1
     """training worlds the SFT episodes come from: suite_seed 0, then 2, 3, ... (1 is the held-out world)"""
+    sft_renames: int = 0
+    """train on this many copies of each SFT record, each with its names redrawn at random (:func:`rename_names`),
+    so that names can be fitted only by copying them from the context; 0: the records as played"""
+    copy_curriculum: int = 0
+    """also train on this many short copy turns (a stage-1 paragraph and its ``Add_memory``, a retrieval and the
+    answer read off it, from worlds 1000, 1001, ...; renamed like the rest when ``sft_renames`` > 0)"""
+    copy_probe_tasks: int = 16
+    """held-out tasks (suite_seed 1) on whose copying turns :func:`copy_accuracy` measures the warm start"""
     warm_start: str | None = None
     """a model folder to start GRPO from instead of running SFT (e.g. the warm_start/ of an earlier run)"""
     lora_rank: int = 0
@@ -270,6 +278,83 @@ def rename_names(record: Mapping[str, Any], names: Sequence[str], rng: np.random
     return out
 
 
+_CONTENT_OPEN = '"content": "'
+
+
+def copy_accuracy(
+    model: Any, tokenizer: Any, records: Sequence[Mapping[str, Any]], *, max_prompt_tokens: int | None = None
+) -> dict[str, float]:
+    """How well a model copies from its context, on the turns of ``records`` where a :class:`Behaviours` policy
+    copied: greedy, given the response up to the copied text (so the coins' choice is not measured, only the
+    copy). ``add_exact``: share of ``Add_memory`` contents that are exactly the sentence the teacher stored;
+    ``answer_exact``: share of answers after a retrieval that name exactly the retrieved towns; ``adds`` and
+    ``answers`` count the turns.
+    """
+    from agemem_gym.trainers.policy import Sampling, generate
+    from agemem_gym.trainers.sft import encode_pair
+
+    cases: dict[str, list[tuple[list[int], str]]] = {"add": [], "answer": []}
+    for record in records:
+        response = str(record["response"])
+        if _CONTENT_OPEN in response and "Add_memory" in response:
+            kind, prefix, rest = "add", *response.split(_CONTENT_OPEN, 1)
+            prefix += _CONTENT_OPEN
+        elif record["messages"][-1].get("role") == "tool" and record.get("stage") == 3 and "<answer>" in response:
+            kind, prefix, rest = "answer", *response.split("<answer>", 1)
+            prefix += "<answer>"
+        else:
+            continue
+        prompt, _ = encode_pair(tokenizer, dict(record), max_prompt_tokens=max_prompt_tokens)
+        prefix_ids = list(tokenizer(prefix, add_special_tokens=False).input_ids)
+        cases[kind].append((prompt + prefix_ids, rest))
+    out: dict[str, float] = {}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for kind, items in cases.items():
+            stop = '"' if kind == "add" else "</answer>"
+            if not items:
+                out[f"{kind}_exact"], out[f"{kind}s"] = float("nan"), 0.0
+                continue
+            turns = generate(model, tokenizer, [p for p, _ in items], Sampling(max_new_tokens=32, greedy=True))
+            hits = [t.text.split(stop, 1)[0] == want.split(stop, 1)[0] for t, (_, want) in zip(turns, items)]
+            out[f"{kind}_exact"] = float(np.mean(hits))
+            out[f"{kind}s"] = float(len(hits))
+    model.train(was_training)
+    return out
+
+
+def _copy_turns(setting: dict[str, Any], n: int, *, seed: int) -> list[dict[str, Any]]:
+    """``n`` short copy turns: each ``Add_memory`` turn of an always-storing, always-retrieving teacher with the
+    paragraph as its only message, and each answer after a retrieval with the question, the call and the result,
+    from worlds 1000, 1001, ... (never the held-out world 1)."""
+    teacher, out, world = Behaviours(1.0, 0.0, 1.0, seed=seed + 1000), [], 1000
+    while len(out) < n:
+        env = gym.make(ENV_ID, **setting, suite_seed=world, n_tasks=8)
+        for r in sft.collect_pairs(env, teacher, list(env.unwrapped.suite.task_ids), seed=seed):  # type: ignore[attr-defined]
+            if "Add_memory" in r["response"]:
+                out.append({**r, "messages": r["messages"][-1:]})
+            elif r["stage"] == 3 and r["messages"][-1]["role"] == "tool":
+                out.append({**r, "messages": r["messages"][-3:]})
+        env.close()
+        world += 1
+    return out[:n]
+
+
+def _probe_copying(args: DemoArgs, setting: dict[str, Any], warm_start: Path) -> dict[str, float]:
+    """:func:`copy_accuracy` of the warm start on the copying turns of ``copy_probe_tasks`` held-out tasks."""
+    if args.copy_probe_tasks <= 0:
+        return {}
+    env = gym.make(ENV_ID, **setting, suite_seed=1, n_tasks=args.copy_probe_tasks)
+    ids = list(env.unwrapped.suite.task_ids)  # type: ignore[attr-defined]
+    records = sft.collect_pairs(env, Behaviours(1.0, 0.0, 1.0, seed=0), ids, seed=0)
+    env.close()
+    model, tok = load_model(str(warm_start))
+    result = copy_accuracy(model, tok, records, max_prompt_tokens=args.max_prompt_tokens)
+    print(f"warm start copies (held out): {result}", file=sys.stderr)
+    return result
+
+
 def _baseline(policy: str, env_kwargs: dict[str, Any], eval_kwargs: dict[str, Any], tasks: int) -> dict[str, float]:
     """A scripted policy on the held-out tasks, under the names of :data:`REPORTED`."""
     env = gym.make(ENV_ID, **{**env_kwargs, **eval_kwargs})
@@ -309,6 +394,10 @@ def main(args: DemoArgs) -> dict[str, Any]:
             task_ids = list(env.unwrapped.suite.task_ids)[: args.sft_episodes]  # type: ignore[attr-defined]
             records += sft.collect_pairs(env, teacher, task_ids, seed=args.seed)
             env.close()
+        records += _copy_turns(setting, args.copy_curriculum, seed=args.seed)
+        if args.sft_renames > 0:
+            names, rng = name_vocabulary(suffixes=False), np.random.default_rng(args.seed)
+            records = [rename_names(r, names, rng) for _ in range(args.sft_renames) for r in records]
         sft.write_jsonl(records, run_dir / "sft_records.jsonl")
         sft.main(
             sft.SFTArgs(
@@ -323,6 +412,7 @@ def main(args: DemoArgs) -> dict[str, Any]:
             )
         )
     sft_s = time.perf_counter() - started
+    copying = _probe_copying(args, setting, warm_start)
 
     # ---- GRPO from the warm start, evaluated on the held-out world along the way ----
     grpo.main(
@@ -363,6 +453,7 @@ def main(args: DemoArgs) -> dict[str, Any]:
         "warm_start": {name: evals[0][key] for name, key in REPORTED.items()},
         "trained": {name: evals[-1][key] for name, key in REPORTED.items()},
         "no_memory": _baseline("no_memory", setting, eval_kwargs, args.eval_tasks),
+        "warm_start_copy": copying,
         "curve": {int(r["update"]): {name: r[key] for name, key in REPORTED.items()} for r in evals},
         "tools_per_episode": {
             stage: {k.rsplit("/", 1)[1]: v for k, v in row.items() if k.startswith("eval/memory/tool/")}
