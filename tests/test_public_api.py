@@ -259,6 +259,7 @@ PUBLIC: dict[str, set[str]] = {
         "REPORTED",
         "Behaviours",
         "DemoArgs",
+        "copy_accuracy",
         "easy_short_episodes",
         "initial_model",
         "main",

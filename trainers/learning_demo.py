@@ -76,6 +76,7 @@ __all__ = [
     "REPORTED",
     "Behaviours",
     "DemoArgs",
+    "copy_accuracy",
     "easy_short_episodes",
     "initial_model",
     "main",
