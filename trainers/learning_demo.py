@@ -42,7 +42,19 @@ memory claim as an expected failure. ``--tokenizer words`` (every name one token
 SFT loss 9.56 -> 0.083 on 1,549 turns, held-out MQ 0 at updates 0 and 8 (retrieval before answering 0.39 -> 0.31,
 R -0.080 -> +0.015), the stored sentences well formed but naming people and towns that are not in the context
 ("Mabvel was born in Tevrand." for "Orvgast was born in Eldthil."): it memorises its training turns rather than
-learning to attend to the name. With a model that copies, the same experiment is
+learning to attend to the name.
+
+**Making copying the only fit** (issue 12, measured with seed 1, ``--tokenizer words``, ``--max-prompt-tokens
+256``, one thread of a 2-core machine shared with other jobs at load 5-9; ``copy_accuracy`` on 16-24 held-out
+tasks, the coins forced to "use", so only the copy is scored). SFT episodes from 64 worlds (4 each, 1,549 turns):
+after one epoch 0 of 48 stored sentences exact, still training-world names ("Mabwick was born in Eldbry.").
+``--sft-renames`` (every record's names redrawn at random, :func:`rename_names`, fresh each pass), 32 worlds x 8
+episodes, two epochs: 0 exact (it stores "The"). ``--copy-curriculum 3000`` (short copy turns) renamed, two epochs
+of 188 steps of 16 (11 min): loss 0.43 -> 0.41, 0 of 32 stored sentences and 0 of 16 answers exact, but the names
+it writes are now random vocabulary words ("Tevdene was born in Halhum."), no longer memorised ones: renaming
+removes the memorising, and 376 steps do not grow a copy (induction) circuit in the 2-layer, 128-wide model (a
+4-layer one at learning rate 5e-3 was worse: loss 0.77, 0 exact, at step 94, when it was stopped). With
+a model that copies, the same experiment is
 ``--model smollm2 --sft-episodes 40 --sft-epochs 1 --sft-learning-rate 1e-4 --learning-rate 2e-5
 --max-prompt-tokens 256 --max-new-tokens 64 --groups-per-update 2 --group-size 4 --micro-batch-size 8
 --threads 2`` (5-10 minutes an update on 2 CPU cores).
