@@ -191,9 +191,10 @@ def _cluster_names(
     return out
 
 
-def name_vocabulary() -> list[str]:
+def name_vocabulary(*, suffixes: bool = True) -> list[str]:
     """Every word a name of any world can contain, sorted: each root, each root with one vowel changed (the
-    near-identical variants), each given name and each name suffix.
+    near-identical variants), each given name and (with ``suffixes``) each name suffix ("Works", "Bridge", ...,
+    which also read as ordinary words; without them, the words that only a name can be).
 
     A tokenizer built over it knows the world's name vocabulary the way a pretrained model knows English names,
     without knowing any world: which person was born where is drawn per world. ~13,000 words.
@@ -201,6 +202,8 @@ def name_vocabulary() -> list[str]:
     >>> words = name_vocabulary()
     >>> len(words) > 10_000, "Velmora" in words, "Valmora" in words, "Works" in words
     (True, True, True, True)
+    >>> "Works" in name_vocabulary(suffixes=False)
+    False
     """
     roots = {(a + b).capitalize() for a in _ROOT_A for b in _ROOT_B}
     variants = set()
@@ -210,8 +213,9 @@ def name_vocabulary() -> list[str]:
             if c in _VOWELS:
                 variants.update((low[:i] + v + low[i + 1 :]).capitalize() for v in _VOWELS if v != c)
     given = {a + b for a in _GIVEN_A for b in _GIVEN_B}
-    suffixes = {w for group in (_COMPANY_SUFFIX, _BAND_SUFFIX, _BRIDGE_SUFFIX) for w in group}
-    return sorted(roots | variants | given | suffixes)
+    tails = {w for group in (_COMPANY_SUFFIX, _BAND_SUFFIX, _BRIDGE_SUFFIX) for w in group}
+    names = roots | variants | given
+    return sorted(names | tails if suffixes else names - tails)
 
 
 class _World:

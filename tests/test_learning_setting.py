@@ -4,6 +4,8 @@ per-stage tool counts the demo reports (fast; the demo itself is the slow test i
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,56 @@ def test_word_tokenizer_makes_every_world_name_one_token_and_survives_a_save(tmp
     assert loaded(text)["input_ids"] == tok(text)["input_ids"]
     with pytest.raises(ValueError, match="ASCII letters"):
         word_tokenizer(["two words"])
+
+
+def test_rename_names_redraws_every_name_consistently_and_keeps_the_rest() -> None:
+    """Renamed records keep their wording and stay coherent (the stored sentence is still the context's), while
+    the names are new; suffixes such as 'Works' and ordinary words are left alone."""
+    import numpy as np
+
+    from agemem_gym.envs.synthetic import name_vocabulary
+    from agemem_gym.trainers import sft
+    from agemem_gym.trainers.learning_demo import rename_names
+
+    names = name_vocabulary(suffixes=False)
+    assert "Works" not in names and "Works" in name_vocabulary()
+    env = gym.make("AgeMem-Synthetic-v0", n_tasks=4, **recall_setting())
+    records = sft.collect_pairs(env, Behaviours(1.0, 1.0, 1.0), list(env.unwrapped.suite.task_ids)[:4])  # type: ignore[attr-defined]
+    env.close()
+    known = set(names)
+    mask = lambda text: re.sub(r"[A-Za-z]+", lambda m: "#" if m.group(0) in known else m.group(0), text)  # noqa: E731
+    texts = lambda record: [m["content"] for m in record["messages"]]  # noqa: E731
+    rng = np.random.default_rng(0)
+    changed = 0
+    for record in records:
+        out = rename_names(record, names, rng)
+        assert [m["role"] for m in out["messages"]] == [m["role"] for m in record["messages"]]
+        assert out["messages"][0] == record["messages"][0]  # the system prompt holds no name
+        if "Add_memory" in record["response"]:
+            stored = json.loads(out["response"].split("<tool_call>")[1].split("</tool_call>")[0])[0]
+            assert stored["arguments"]["content"] in out["messages"][-1]["content"]  # still a sentence of the context
+            changed += stored["arguments"]["content"] not in record["messages"][-1]["content"]
+        for before, after in zip([record["response"], *texts(record)], [out["response"], *texts(out)]):
+            assert mask(before) == mask(after)  # only name words differ
+    assert changed >= 6  # 8 stored sentences, each with new names (a collision with the old name is 1 in 13,000)
+    assert rename_names(records[0], names, np.random.default_rng(3)) == rename_names(
+        records[0], names, np.random.default_rng(3)
+    )
+
+
+def test_copy_accuracy_scores_the_copied_text_of_each_copying_turn() -> None:
+    """A random model copies nothing; the probe finds two Add_memory turns and one answer after retrieval per task
+    and ignores every other turn."""
+    from agemem_gym.trainers import sft
+    from agemem_gym.trainers.learning_demo import copy_accuracy
+    from agemem_gym.trainers.models import load_model
+
+    env = gym.make("AgeMem-Synthetic-v0", n_tasks=3, suite_seed=1, **recall_setting())
+    records = sft.collect_pairs(env, Behaviours(1.0, 1.0, 1.0), list(env.unwrapped.suite.task_ids))  # type: ignore[attr-defined]
+    env.close()
+    model, tok = load_model("tiny")
+    result = copy_accuracy(model, tok, records, max_prompt_tokens=256)
+    assert result["adds"] == 6 and result["answers"] == 3
+    assert result["add_exact"] == 0.0 and result["answer_exact"] == 0.0
+    empty = copy_accuracy(model, tok, records[:0])
+    assert empty["adds"] == empty["answers"] == 0.0 and math.isnan(empty["add_exact"])

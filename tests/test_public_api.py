@@ -399,10 +399,12 @@ PUBLIC: dict[str, set[str]] = {
         "REPORTED",
         "Behaviours",
         "DemoArgs",
+        "copy_accuracy",
         "easy_short_episodes",
         "initial_model",
         "main",
         "recall_setting",
+        "rename_names",
     },
     "agemem_gym.trainers.plots": {"MEMORY_PANELS", "PANELS", "plot_metrics", "read_metrics"},
     "agemem_gym.trainers.policy": {

@@ -42,7 +42,19 @@ memory claim as an expected failure. ``--tokenizer words`` (every name one token
 SFT loss 9.56 -> 0.083 on 1,549 turns, held-out MQ 0 at updates 0 and 8 (retrieval before answering 0.39 -> 0.31,
 R -0.080 -> +0.015), the stored sentences well formed but naming people and towns that are not in the context
 ("Mabvel was born in Tevrand." for "Orvgast was born in Eldthil."): it memorises its training turns rather than
-learning to attend to the name. With a model that copies, the same experiment is
+learning to attend to the name.
+
+**Making copying the only fit** (issue 12, measured with seed 1, ``--tokenizer words``, ``--max-prompt-tokens
+256``, one thread of a 2-core machine shared with other jobs at load 5-9; ``copy_accuracy`` on 16-24 held-out
+tasks, the coins forced to "use", so only the copy is scored). SFT episodes from 64 worlds (4 each, 1,549 turns):
+after one epoch 0 of 48 stored sentences exact, still training-world names ("Mabwick was born in Eldbry.").
+``--sft-renames`` (every record's names redrawn at random, :func:`rename_names`, fresh each pass), 32 worlds x 8
+episodes, two epochs: 0 exact (it stores "The"). ``--copy-curriculum 3000`` (short copy turns) renamed, two epochs
+of 188 steps of 16 (11 min): loss 0.43 -> 0.41, 0 of 32 stored sentences and 0 of 16 answers exact, but the names
+it writes are now random vocabulary words ("Tevdene was born in Halhum."), no longer memorised ones: renaming
+removes the memorising, and 376 steps do not grow a copy (induction) circuit in the 2-layer, 128-wide model (a
+4-layer one at learning rate 5e-3 was worse: loss 0.77, 0 exact, at step 94, when it was stopped). With
+a model that copies, the same experiment is
 ``--model smollm2 --sft-episodes 40 --sft-epochs 1 --sft-learning-rate 1e-4 --learning-rate 2e-5
 --max-prompt-tokens 256 --max-new-tokens 64 --groups-per-update 2 --group-size 4 --micro-batch-size 8
 --threads 2`` (5-10 minutes an update on 2 CPU cores).
@@ -55,7 +67,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -69,10 +81,20 @@ from agemem_gym.env import SHORT_EPISODE
 from agemem_gym.envs.synthetic import name_vocabulary
 from agemem_gym.evaluation import evaluate
 from agemem_gym.trainers import grpo, sft
-from agemem_gym.trainers.models import TINY_MODELS, tiny_model, word_tokenizer
+from agemem_gym.trainers.models import TINY_MODELS, load_model, tiny_model, word_tokenizer
 from agemem_gym.trainers.plots import MEMORY_PANELS, plot_metrics, read_metrics
 
-__all__ = ["REPORTED", "Behaviours", "DemoArgs", "easy_short_episodes", "initial_model", "main", "recall_setting"]
+__all__ = [
+    "REPORTED",
+    "Behaviours",
+    "DemoArgs",
+    "copy_accuracy",
+    "easy_short_episodes",
+    "initial_model",
+    "main",
+    "recall_setting",
+    "rename_names",
+]
 
 ENV_ID = "AgeMem-Synthetic-v0"
 
@@ -172,6 +194,14 @@ class DemoArgs:
     """episodes of the behaviour mixture to imitate, per world (each world's first tasks)"""
     sft_worlds: int = 1
     """training worlds the SFT episodes come from: suite_seed 0, then 2, 3, ... (1 is the held-out world)"""
+    sft_renames: int = 0
+    """train on this many copies of each SFT record, each with its names redrawn at random (:func:`rename_names`),
+    so that names can be fitted only by copying them from the context; 0: the records as played"""
+    copy_curriculum: int = 0
+    """also train on this many short copy turns (a stage-1 paragraph and its ``Add_memory``, a retrieval and the
+    answer read off it, from worlds 1000, 1001, ...; renamed like the rest when ``sft_renames`` > 0)"""
+    copy_probe_tasks: int = 16
+    """held-out tasks (suite_seed 1) on whose copying turns :func:`copy_accuracy` measures the warm start"""
     warm_start: str | None = None
     """a model folder to start GRPO from instead of running SFT (e.g. the warm_start/ of an earlier run)"""
     lora_rank: int = 0
@@ -228,6 +258,116 @@ def initial_model(args: DemoArgs, records: list[dict[str, Any]], folder: Path) -
     return str(folder)
 
 
+def rename_names(record: Mapping[str, Any], names: Sequence[str], rng: np.random.Generator) -> dict[str, Any]:
+    """A copy of a step record with every name word replaced by a random word of ``names``, consistently within
+    the record (its messages and its response), so that the record still reads as one story.
+
+    A word is a name word when it is in ``names`` (e.g. :func:`~agemem_gym.envs.synthetic.name_vocabulary` with
+    ``suffixes=False``). The warm start trains on such copies: who was born where is then drawn afresh for every
+    record, so no association between names can be memorised, and the only way to fit a stored sentence or an
+    answer is to copy it from the context. Every name word also turns up in training, as a pretrained model has
+    seen every name before, without any world's facts.
+
+    >>> record = {"messages": [{"role": "user", "content": "Orin Talvesk was born in Pelon."}],
+    ...           "response": "Talvesk was born in Pelon."}
+    >>> out = rename_names(record, ["Orin", "Talvesk", "Pelon", "Velmor", "Korstad", "Ebor"], np.random.default_rng(0))
+    >>> out["response"] == out["messages"][0]["content"].split(" ", 1)[1]
+    True
+    """
+    known = set(names)
+    mapping: dict[str, str] = {}
+
+    def swap(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if word not in known:
+            return word
+        if word not in mapping:
+            mapping[word] = names[int(rng.integers(len(names)))]
+        return mapping[word]
+
+    out = dict(record)
+    out["messages"] = [{**m, "content": _WORD.sub(swap, str(m.get("content", "")))} for m in record["messages"]]
+    out["response"] = _WORD.sub(swap, str(record["response"]))
+    return out
+
+
+_CONTENT_OPEN = '"content": "'
+
+
+def copy_accuracy(
+    model: Any, tokenizer: Any, records: Sequence[Mapping[str, Any]], *, max_prompt_tokens: int | None = None
+) -> dict[str, float]:
+    """How well a model copies from its context, on the turns of ``records`` where a :class:`Behaviours` policy
+    copied: greedy, given the response up to the copied text (so the coins' choice is not measured, only the
+    copy). ``add_exact``: share of ``Add_memory`` contents that are exactly the sentence the teacher stored;
+    ``answer_exact``: share of answers after a retrieval that name exactly the retrieved towns; ``adds`` and
+    ``answers`` count the turns.
+    """
+    from agemem_gym.trainers.policy import Sampling, generate
+    from agemem_gym.trainers.sft import encode_pair
+
+    cases: dict[str, list[tuple[list[int], str]]] = {"add": [], "answer": []}
+    for record in records:
+        response = str(record["response"])
+        if _CONTENT_OPEN in response and "Add_memory" in response:
+            kind, prefix, rest = "add", *response.split(_CONTENT_OPEN, 1)
+            prefix += _CONTENT_OPEN
+        elif record["messages"][-1].get("role") == "tool" and record.get("stage") == 3 and "<answer>" in response:
+            kind, prefix, rest = "answer", *response.split("<answer>", 1)
+            prefix += "<answer>"
+        else:
+            continue
+        prompt, _ = encode_pair(tokenizer, dict(record), max_prompt_tokens=max_prompt_tokens)
+        prefix_ids = list(tokenizer(prefix, add_special_tokens=False).input_ids)
+        cases[kind].append((prompt + prefix_ids, rest))
+    out: dict[str, float] = {}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for kind, items in cases.items():
+            stop = '"' if kind == "add" else "</answer>"
+            if not items:
+                out[f"{kind}_exact"], out[f"{kind}s"] = float("nan"), 0.0
+                continue
+            turns = generate(model, tokenizer, [p for p, _ in items], Sampling(max_new_tokens=32, greedy=True))
+            hits = [t.text.split(stop, 1)[0] == want.split(stop, 1)[0] for t, (_, want) in zip(turns, items)]
+            out[f"{kind}_exact"] = float(np.mean(hits))
+            out[f"{kind}s"] = float(len(hits))
+    model.train(was_training)
+    return out
+
+
+def _copy_turns(setting: dict[str, Any], n: int, *, seed: int) -> list[dict[str, Any]]:
+    """``n`` short copy turns: each ``Add_memory`` turn of an always-storing, always-retrieving teacher with the
+    paragraph as its only message, and each answer after a retrieval with the question, the call and the result,
+    from worlds 1000, 1001, ... (never the held-out world 1)."""
+    teacher, out, world = Behaviours(1.0, 0.0, 1.0, seed=seed + 1000), [], 1000
+    while len(out) < n:
+        env = gym.make(ENV_ID, **setting, suite_seed=world, n_tasks=8)
+        for r in sft.collect_pairs(env, teacher, list(env.unwrapped.suite.task_ids), seed=seed):  # type: ignore[attr-defined]
+            if "Add_memory" in r["response"]:
+                out.append({**r, "messages": r["messages"][-1:]})
+            elif r["stage"] == 3 and r["messages"][-1]["role"] == "tool":
+                out.append({**r, "messages": r["messages"][-3:]})
+        env.close()
+        world += 1
+    return out[:n]
+
+
+def _probe_copying(args: DemoArgs, setting: dict[str, Any], warm_start: Path) -> dict[str, float]:
+    """:func:`copy_accuracy` of the warm start on the copying turns of ``copy_probe_tasks`` held-out tasks."""
+    if args.copy_probe_tasks <= 0:
+        return {}
+    env = gym.make(ENV_ID, **setting, suite_seed=1, n_tasks=args.copy_probe_tasks)
+    ids = list(env.unwrapped.suite.task_ids)  # type: ignore[attr-defined]
+    records = sft.collect_pairs(env, Behaviours(1.0, 0.0, 1.0, seed=0), ids, seed=0)
+    env.close()
+    model, tok = load_model(str(warm_start))
+    result = copy_accuracy(model, tok, records, max_prompt_tokens=args.max_prompt_tokens)
+    print(f"warm start copies (held out): {result}", file=sys.stderr)
+    return result
+
+
 def _baseline(policy: str, env_kwargs: dict[str, Any], eval_kwargs: dict[str, Any], tasks: int) -> dict[str, float]:
     """A scripted policy on the held-out tasks, under the names of :data:`REPORTED`."""
     env = gym.make(ENV_ID, **{**env_kwargs, **eval_kwargs})
@@ -267,6 +407,10 @@ def main(args: DemoArgs) -> dict[str, Any]:
             task_ids = list(env.unwrapped.suite.task_ids)[: args.sft_episodes]  # type: ignore[attr-defined]
             records += sft.collect_pairs(env, teacher, task_ids, seed=args.seed)
             env.close()
+        records += _copy_turns(setting, args.copy_curriculum, seed=args.seed)
+        if args.sft_renames > 0:
+            names, rng = name_vocabulary(suffixes=False), np.random.default_rng(args.seed)
+            records = [rename_names(r, names, rng) for _ in range(args.sft_renames) for r in records]
         sft.write_jsonl(records, run_dir / "sft_records.jsonl")
         sft.main(
             sft.SFTArgs(
@@ -281,6 +425,7 @@ def main(args: DemoArgs) -> dict[str, Any]:
             )
         )
     sft_s = time.perf_counter() - started
+    copying = _probe_copying(args, setting, warm_start)
 
     # ---- GRPO from the warm start, evaluated on the held-out world along the way ----
     grpo.main(
@@ -321,6 +466,7 @@ def main(args: DemoArgs) -> dict[str, Any]:
         "warm_start": {name: evals[0][key] for name, key in REPORTED.items()},
         "trained": {name: evals[-1][key] for name, key in REPORTED.items()},
         "no_memory": _baseline("no_memory", setting, eval_kwargs, args.eval_tasks),
+        "warm_start_copy": copying,
         "curve": {int(r["update"]): {name: r[key] for name, key in REPORTED.items()} for r in evals},
         "tools_per_episode": {
             stage: {k.rsplit("/", 1)[1]: v for k, v in row.items() if k.startswith("eval/memory/tool/")}
