@@ -26,7 +26,7 @@ install: $(STAMP)
 ## the learning demo: SFT on a mixture of memory behaviours, 24 step-wise GRPO updates of a small model on CPU,
 ## held-out memory quality, retrieval before answering, task score and R(τ) beside no_memory (about 7 minutes).
 demo: $(STAMP)
-	$(BIN)/python -m agemem_gym.cli eval --env-id AgeMem-Synthetic-v0 --episodes 20
+	$(BIN)/python -m agemem_gym.evaluation.cli eval --env-id AgeMem-Synthetic-v0 --episodes 20
 	$(BIN)/python -m agemem_gym.trainers.learning_demo --output-dir runs
 
 ## Lint, format check, type check, then the fast offline test suite.

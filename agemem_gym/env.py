@@ -150,7 +150,7 @@ class AgeMemEnv(MemoryToolsEnv[_Episode]):
     The paper's R(τ) = w_task·R_task + w_context·R_context + w_memory·R_memory + P (App. A.2), paid as
     potential-based per-step shaping whose step rewards sum exactly to R(τ). The env only reports what happened;
     :class:`~agemem_gym.rewards.RewardRules` decides what it counts for (what each term measures, and why it
-    resists the exploits of :mod:`agemem_gym.audit`, is in :mod:`agemem_gym.rewards`).
+    resists the exploits of :mod:`agemem_gym.evaluation.audit`, is in :mod:`agemem_gym.rewards`).
     ``info["reward_components"]`` splits each step's reward by term; the last step's ``info["episode"]`` holds the
     totals, memory quality against the gold supporting facts, and tool counts.
 

@@ -58,7 +58,7 @@ class StoreLockedError(StoreWriteError):
 
 
 class RecordingLockedError(AgeMemError, BlockingIOError):
-    """Another :class:`~agemem_gym.recorder.RecordEpisodes` (in this or another process) is writing the file."""
+    """Another :class:`~agemem_gym.evaluation.recorder.RecordEpisodes` (in this or another process) is writing the file."""
 
 
 class MemoryNotFoundError(AgeMemError, KeyError):
@@ -69,7 +69,7 @@ class MemoryNotFoundError(AgeMemError, KeyError):
 
 
 class GameableRewardWarning(UserWarning):
-    """A reward setting was chosen that a scripted policy is known to game (see :mod:`agemem_gym.audit`).
+    """A reward setting was chosen that a scripted policy is known to game (see :mod:`agemem_gym.evaluation.audit`).
 
     Such settings exist for ablations and for reproducing the paper's literal equations; a policy trained on them
     learns the exploit. The message names the exploit and the audit figures behind it.

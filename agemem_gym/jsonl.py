@@ -7,7 +7,7 @@ encodes and decodes back to exactly the same value.
 
 :func:`write_jsonl` writes a whole file at once (a temporary file renamed into place, so a reader never sees half
 of it and a failed write leaves the old file as it was); :func:`read_jsonl` reads one back lazily and reports a bad
-line as ``path:line: what is wrong``. The episode recorder (:mod:`agemem_gym.recorder`) appends line by line
+line as ``path:line: what is wrong``. The episode recorder (:mod:`agemem_gym.evaluation.recorder`) appends line by line
 instead, because it must keep what a crash did not reach; it decodes its lines with :func:`decode_line` too.
 
 >>> json_line({"text": "café"})

@@ -9,9 +9,9 @@ written as JSON Lines (:func:`write_records`, :func:`read_records`).
 
 Who makes them: :func:`collect_records` (any policy, K trajectories per task), the SFT warm start
 (``agemem_gym.trainers.sft``, which trains on their ``messages`` and ``response``), and
-:func:`agemem_gym.recorder.export_sft`, which replays an episode recording into them.
+:func:`agemem_gym.evaluation.recorder.export_sft`, which replays an episode recording into them.
 
-**Not to be confused with an episode recording** (:mod:`agemem_gym.recorder`, format ``"agemem-episodes"``): that
+**Not to be confused with an episode recording** (:mod:`agemem_gym.evaluation.recorder`, format ``"agemem-episodes"``): that
 is an action log for exact replay (a header with the env id, kwargs and reset seed, then each turn's action,
 parsed calls, tool results and observation hash, no prompts), written line by line as the episode runs. A step
 record is a training sample that holds its whole prompt. A recording becomes step records by replaying it
@@ -55,7 +55,7 @@ would make a file that passes for RL data. Collect the records again (``python -
 NAME --save-data FILE``) or export them from the episode recording they came from (``export_sft``).
 
 >>> import gymnasium as gym, agemem_gym
->>> from agemem_gym.agents import NoMemoryPolicy
+>>> from agemem_gym.evaluation.agents import NoMemoryPolicy
 >>> env = gym.make("AgeMem-Synthetic-v0", n_tasks=4)
 >>> recs = list(collect_records(env, NoMemoryPolicy(), ["syn-medium-s0-000001"], group_size=2))
 >>> validate_record(recs[0]); recs[0]["schema_version"], recs[-1]["is_last"], recs[0]["trajectory_id"]
@@ -123,7 +123,7 @@ Act = Callable[[str, Mapping[str, Any]], str | None]
 
 @runtime_checkable
 class AgentPolicy(Protocol):
-    """A policy in the scripted agents' shape (:mod:`agemem_gym.agents`)."""
+    """A policy in the scripted agents' shape (:mod:`agemem_gym.evaluation.agents`)."""
 
     def reset(self, info: Mapping[str, Any]) -> None: ...
 
@@ -251,7 +251,7 @@ def trajectory_records(
     """Reset ``env`` once, play ``act`` until the episode ends, and return one record per turn with R(τ) filled in.
 
     This is the one loop behind :func:`collect_records` (``act`` is a policy) and
-    :func:`~agemem_gym.recorder.export_sft` (``act`` hands out a recording's actions). When ``act`` returns None,
+    :func:`~agemem_gym.evaluation.recorder.export_sft` (``act`` hands out a recording's actions). When ``act`` returns None,
     or after ``max_turns`` turns, an episode the env has not ended is ended through the env
     (``env.unwrapped.truncate(reason=end_reason)``) and the last turn carries that closing reward; when ``act``
     returns None before the first turn there is no record at all (and nothing is ended).
@@ -401,14 +401,14 @@ def _unversioned(record: Mapping[str, Any]) -> str:
     )
     if record.get("type") in ("header", "step", "end"):
         return (
-            f"{message}: a line of an episode recording (agemem_gym.recorder); turn the recording into step records "
-            "with agemem_gym.recorder.export_sft(load_episodes(path), out)"
+            f"{message}: a line of an episode recording (agemem_gym.evaluation.recorder); turn the recording into step records "
+            "with agemem_gym.evaluation.recorder.export_sft(load_episodes(path), out)"
         )
     if "messages" in record and "response" in record:
         return (
             f"{message}: an SFT pair of the earlier format ({{'messages', 'response'}}), which holds no rewards or ids; "
             "collect the records again (python -m agemem_gym.trainers.sft --policy NAME --save-data FILE) or export "
-            "them from the episode recording they came from (agemem_gym.recorder.export_sft)"
+            "them from the episode recording they came from (agemem_gym.evaluation.recorder.export_sft)"
         )
     return f"{message} (keys {sorted(record)[:8]})"
 

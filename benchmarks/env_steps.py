@@ -1,6 +1,6 @@
 """Environment cost per step, excluding the policy: one env at several store and context sizes, and ``make_vec``.
 
-**One env.** A scripted agent (:class:`~agemem_gym.agents.OraclePolicy`, which uses all six tools) plays whole
+**One env.** A scripted agent (:class:`~agemem_gym.evaluation.agents.OraclePolicy`, which uses all six tools) plays whole
 episodes of ``AgeMem-HotpotQA-v0`` (the synthetic suite when the HotpotQA sample is absent) with the store
 pre-filled with N corpus memories and under several context settings. Only ``env.step`` is timed (the policy's
 ``act`` and the pre-fill are not); the env's embedder is wrapped so that each step's seconds inside it are
@@ -13,7 +13,7 @@ after ``reset`` (``reset(options={"memories": ...})`` would embed and insert N i
 at 100k items takes about a minute).
 
 **Vectorised.** ``gym.make_vec`` in ``sync`` and ``async`` mode (``shared_memory=False``, which text observations
-need) with 2 and 4 envs against one env, all driven by :class:`~agemem_gym.agents.RagPolicy` (it needs no
+need) with 2 and 4 envs against one env, all driven by :class:`~agemem_gym.evaluation.agents.RagPolicy` (it needs no
 privileged access to the env, so it can drive envs in other processes), with an empty store at the start of each
 episode. Only the ``step`` calls are timed; resets (the vector envs reset inside ``step``) count in the time but
 not as steps, for one env as for the vector envs. Variants run in interleaved rounds.
@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 
 import agemem_gym  # noqa: F401  (registers the env ids)
-from agemem_gym.agents import OraclePolicy, RagPolicy
+from agemem_gym.evaluation.agents import OraclePolicy, RagPolicy
 from agemem_gym.memory import MemoryStore, StoreConfig
 from agemem_gym.protocol import parse_action
 from benchmarks import profiles

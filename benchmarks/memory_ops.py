@@ -38,9 +38,9 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from agemem_gym.agents import tool_call
 from agemem_gym.context import Context, hybrid_similarity
 from agemem_gym.context.summarizers import make_summarizer
+from agemem_gym.evaluation.agents import tool_call
 from agemem_gym.memory import MemoryStore, StoreConfig, format_memory_id
 from agemem_gym.memory.items import id_number
 from agemem_gym.prompts import system_prompt

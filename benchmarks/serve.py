@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 import agemem_gym  # noqa: F401  (registers the env ids)
-from agemem_gym.agents import OraclePolicy
+from agemem_gym.evaluation.agents import OraclePolicy
 from benchmarks.machine import machine_info
 from benchmarks.records import Record, Results, write_results
 from benchmarks.render import Col, Table, table

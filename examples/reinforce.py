@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import agemem_gym  # noqa: F401  (registers the env ids)
-from agemem_gym.agents import heuristic_answer
+from agemem_gym.evaluation.agents import heuristic_answer
 
 __all__ = ["MACROS", "main", "render", "state_index"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 
 import agemem_gym  # noqa: F401
-from agemem_gym.agents import OraclePolicy, tool_call
+from agemem_gym.evaluation.agents import OraclePolicy, tool_call
 
 Script = Callable[[list[dict[str, str]]], str]
 OFF_SCRIPT = "<answer>off script</answer>"
@@ -87,7 +87,7 @@ def chat_server(script: Script) -> Iterator[ChatServer]:
 
 
 class SummarisingOracle:
-    """The scripted oracle (:class:`agemem_gym.agents.OraclePolicy`), plus one ``Summary_context`` of its last two
+    """The scripted oracle (:class:`agemem_gym.evaluation.agents.OraclePolicy`), plus one ``Summary_context`` of its last two
     messages after its first stage-2 tool call, so that an episode has every kind of context edit: the stage-2
     reset, ``Filter_context`` and ``Summary_context``."""
 

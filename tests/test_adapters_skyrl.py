@@ -25,7 +25,7 @@ def test_real_skyrl_make_init_step_follow_base_text_env() -> None:
     from omegaconf import OmegaConf
     from skyrl_gym.envs.base_text_env import BaseTextEnv, BaseTextEnvStepOutput
 
-    from agemem_gym.agents import OraclePolicy
+    from agemem_gym.evaluation.agents import OraclePolicy
 
     register_skyrl()
     register_skyrl()  # idempotent

@@ -59,7 +59,7 @@ def test_oracle_episode_through_the_tools_scores_like_the_env() -> None:
     """Playing the oracle's calls through the tool methods gives the env's R(τ) from get_reward."""
     import gymnasium as gym
 
-    from agemem_gym.agents import OraclePolicy
+    from agemem_gym.evaluation.agents import OraclePolicy
     from agemem_gym.protocol import parse_action
 
     kw = {**KW, "episode": {**KW["episode"], "max_tool_rounds": 8}}  # one env step per call, and the oracle batches
@@ -178,7 +178,7 @@ def scripted_calls(env_kwargs: dict[str, Any], task_id: str) -> list[tuple[str, 
     through the adapter: one call per env step."""
     import gymnasium as gym
 
-    from agemem_gym.agents import OraclePolicy
+    from agemem_gym.evaluation.agents import OraclePolicy
     from agemem_gym.protocol import parse_action
 
     env = gym.make("AgeMem-Synthetic-v0", **env_kwargs)

@@ -9,7 +9,8 @@ import gymnasium as gym
 import pytest
 
 import agemem_gym  # noqa: F401  (registers the ids)
-from agemem_gym.audit import (
+from agemem_gym.errors import ConfigError, GameableRewardWarning
+from agemem_gym.evaluation.audit import (
     ANSWER_GAMES,
     AUDIT_POLICIES,
     COSMETIC_VARIANTS,
@@ -21,7 +22,6 @@ from agemem_gym.audit import (
     make_audit_policy,
     reward_audit,
 )
-from agemem_gym.errors import ConfigError, GameableRewardWarning
 from agemem_gym.rewards.grounding import GroundingConfig
 from tests.data_paths import HOTPOT_SAMPLE, requires_hotpot
 

@@ -205,7 +205,7 @@ def test_grpo_runs_two_updates_on_babyai(tmp_path: Path) -> None:
 def test_agemem_eval_runs_the_suites_scripted_policies(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """agemem-eval on a text-game id plays the suite's own scripted policies (TextGameEnv.SCRIPTED) on the same game
     seeds and prints success, progress, R and tool calls per episode; an unknown policy names those it has."""
-    from agemem_gym.cli import eval_main
+    from agemem_gym.evaluation.cli import eval_main
 
     out = tmp_path / "eval.json"
     eval_main(["--env-id", "AgeMem-BabyAI-v0", "--episodes", "3", "--json-out", str(out)])

@@ -54,7 +54,7 @@ def _import(name: str) -> ModuleType:
 def test_every_package_module_is_collected() -> None:
     """The walk finds the modules of all three source folders, and the modules with examples among them."""
     assert {"agemem_gym.memory", "agemem_gym.envs.hotpotqa", "agemem_gym.trainers.grpo"} <= set(ALL_MODULES)
-    assert {"agemem_gym.memory", "agemem_gym.envs.hotpotqa", "agemem_gym.recorder"} <= set(MODULES)
+    assert {"agemem_gym.memory", "agemem_gym.envs.hotpotqa", "agemem_gym.evaluation.recorder"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

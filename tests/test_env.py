@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import agemem_gym
-from agemem_gym.agents import NoMemoryPolicy, OraclePolicy, RagPolicy, RandomPolicy, answer, tool_call
 from agemem_gym.env import AgeMemEnv
 from agemem_gym.errors import ConfigError
+from agemem_gym.evaluation.agents import NoMemoryPolicy, OraclePolicy, RagPolicy, RandomPolicy, answer, tool_call
 from agemem_gym.protocol import ErrorCode
 
 from .data_paths import HOTPOT_SAMPLE, requires_hotpot
@@ -581,7 +581,7 @@ def test_hostile_text_never_raises_and_everything_stays_utf8(actions: list[str])
     exactly, and the trainer's chat encoding takes the final context."""
     import tempfile
 
-    from agemem_gym.recorder import RecordEpisodes, load_episodes, replay
+    from agemem_gym.evaluation.recorder import RecordEpisodes, load_episodes, replay
     from agemem_gym.trainers.models import tiny_tokenizer
     from agemem_gym.trainers.policy import encode_chat
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import agemem_gym  # noqa: F401  (registers the ids)
-from agemem_gym.agents import make_policy
-from agemem_gym.cli import EvalArgs, render_table, run_eval
 from agemem_gym.errors import ConfigError
+from agemem_gym.evaluation.agents import make_policy
+from agemem_gym.evaluation.cli import EvalArgs, render_table, run_eval
 from agemem_gym.trainers.eval_policy import ModelPolicy
 from agemem_gym.trainers.grpo import main, preset
 

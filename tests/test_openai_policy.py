@@ -18,17 +18,17 @@ import gymnasium as gym
 import pytest
 
 import agemem_gym  # noqa: F401  (registers the ids)
-from agemem_gym.agents import TokenUsage, make_policy
-from agemem_gym.cli import EvalArgs, eval_main, render_table, run_eval
 from agemem_gym.errors import ConfigError, EndpointError
 from agemem_gym.evaluation import evaluate, evaluate_async
-from agemem_gym.recorder import export_sft, load_episodes, replay
+from agemem_gym.evaluation.agents import TokenUsage, make_policy
+from agemem_gym.evaluation.cli import EvalArgs, eval_main, render_table, run_eval
+from agemem_gym.evaluation.recorder import export_sft, load_episodes, replay
 
 from .openai_fakes import FakeChat, completion, fake_chat, scripted, scripted_turn, word_usage
 
 pytest.importorskip("openai", reason="the openai policy needs the openai client: pip install 'agemem-gym[openai]'")
 
-from agemem_gym.openai_policy import OpenAIPolicy, OpenAISettings, parse_spec
+from agemem_gym.evaluation.openai_policy import OpenAIPolicy, OpenAISettings, parse_spec
 
 SHORT = {
     "episode": {"stage1_distractors": 0, "paragraphs_per_turn": 1, "stage2_paragraphs": 1, "max_tool_rounds": 2},
@@ -132,7 +132,7 @@ def test_missing_openai_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
 def test_importing_the_core_does_not_import_openai() -> None:
     """``import agemem_gym`` (with its CLI and the policy module) imports neither openai nor a trainer."""
     code = (
-        "import sys, agemem_gym, agemem_gym.cli, agemem_gym.openai_policy; "
+        "import sys, agemem_gym, agemem_gym.evaluation.cli, agemem_gym.evaluation.openai_policy; "
         "print(sorted(m for m in ('openai', 'agemem_gym.trainers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
@@ -429,7 +429,7 @@ def test_sft_collection_plays_a_served_model_one_episode_at_a_time(no_key: None)
 
 def test_merge_recordings_appends_by_seed_byte_for_byte(tmp_path: Path) -> None:
     """Episodes recorded in two files are appended to an existing recording by reset seed, their lines unchanged."""
-    from agemem_gym.recorder import RecordEpisodes, merge_recordings
+    from agemem_gym.evaluation.recorder import RecordEpisodes, merge_recordings
 
     parts = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     for path, seeds in zip(parts, ((3, 0), (1, 2))):

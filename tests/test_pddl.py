@@ -429,7 +429,7 @@ def test_planner_replans_after_set_state() -> None:
 
 def test_agemem_eval_lists_the_four_policies(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """agemem-eval on AgeMem-PDDL-v0 plays planner, planner_memory, no_memory and random on the same tasks."""
-    from agemem_gym.cli import eval_main
+    from agemem_gym.evaluation.cli import eval_main
 
     out = tmp_path / "eval.json"
     eval_main(["--env-id", "AgeMem-PDDL-v0", "--episodes", "3", "--json-out", str(out)])

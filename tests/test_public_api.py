@@ -155,7 +155,7 @@ PUBLIC: dict[str, set[str]] = {
         "resolve_weights",
         "task_score",
     },
-    "agemem_gym.agents": {
+    "agemem_gym.evaluation.agents": {
         "AsyncEpisode",
         "ConcurrentPolicy",
         "NoMemoryPolicy",
@@ -204,7 +204,7 @@ PUBLIC: dict[str, set[str]] = {
         "sentences",
         "terms_present",
     },
-    "agemem_gym.audit": {
+    "agemem_gym.evaluation.audit": {
         "ANSWER_GAMES",
         "AUDIT_POLICIES",
         "COSMETIC_VARIANTS",
@@ -244,7 +244,7 @@ PUBLIC: dict[str, set[str]] = {
         "validate_record",
         "write_records",
     },
-    "agemem_gym.recorder": {
+    "agemem_gym.evaluation.recorder": {
         "FORMAT",
         "RecordEpisodes",
         "RecordedEpisode",
@@ -267,7 +267,7 @@ PUBLIC: dict[str, set[str]] = {
         "summarize_rows",
     },
     # Imports without the openai client (it is imported when a policy is made).
-    "agemem_gym.openai_policy": {
+    "agemem_gym.evaluation.openai_policy": {
         "API_KEY_ENV_VAR",
         "STOP_STRINGS",
         "OpenAIEpisode",

@@ -13,10 +13,10 @@ import gymnasium as gym
 import pytest
 
 import agemem_gym  # noqa: F401
-from agemem_gym import recorder
-from agemem_gym.agents import answer, tool_call
 from agemem_gym.errors import DataError, RecordingLockedError
-from agemem_gym.recorder import RecordEpisodes, export_sft, load_episodes, replay
+from agemem_gym.evaluation import recorder
+from agemem_gym.evaluation.agents import answer, tool_call
+from agemem_gym.evaluation.recorder import RecordEpisodes, export_sft, load_episodes, replay
 
 SMALL = {"stage1_distractors": 0, "stage2_paragraphs": 1, "max_tool_rounds": 3}
 SURROGATE_ACTIONS = [

@@ -99,7 +99,7 @@ def _client(url: str) -> Any:
 
 def _episode(url: str, seed: int, task_id: str) -> dict[str, Any]:
     """One oracle episode on the server and on an in-process twin with the same seed, task and action texts."""
-    from agemem_gym.agents import OraclePolicy
+    from agemem_gym.evaluation.agents import OraclePolicy
 
     twin = gym.make(ENV_ID, **ENV_KWARGS)
     obs, info = twin.reset(seed=seed, options={"task_id": task_id})
@@ -243,7 +243,7 @@ def test_a_closed_session_answers_with_a_clear_error() -> None:
 def test_hotpotqa_session_equals_the_in_process_env() -> None:
     """A session of ``AgeMem-HotpotQA-v0`` (the shared sample) steps exactly like the in-process env."""
     from agemem_gym._serve_app import AgeMemAction, AgeMemServerEnv
-    from agemem_gym.agents import OraclePolicy
+    from agemem_gym.evaluation.agents import OraclePolicy
 
     kwargs = {"data_path": str(HOTPOT_SAMPLE)}
     session = AgeMemServerEnv("AgeMem-HotpotQA-v0", kwargs)

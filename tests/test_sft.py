@@ -112,7 +112,7 @@ def test_main_saves_a_model_grpo_can_load(tmp_path: Path) -> None:
 
 
 def test_collects_oracle_episodes_from_the_real_env(tmp_path: Path) -> None:
-    """The oracle of agemem_gym.agents plays the synthetic suite into records the SFT step trains on."""
+    """The oracle of agemem_gym.evaluation.agents plays the synthetic suite into records the SFT step trains on."""
     try:
         gym.make("AgeMem-Synthetic-v0")
     except Exception as err:  # the real env lands separately; until then this test has nothing to drive

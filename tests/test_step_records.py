@@ -11,8 +11,8 @@ import gymnasium as gym
 import pytest
 
 import agemem_gym  # noqa: F401
-from agemem_gym.agents import NoMemoryPolicy, OraclePolicy, RandomPolicy
 from agemem_gym.errors import ConfigError, DataError
+from agemem_gym.evaluation.agents import NoMemoryPolicy, OraclePolicy, RandomPolicy
 from agemem_gym.step_records import (
     RECORD_FIELDS,
     SCHEMA_VERSION,

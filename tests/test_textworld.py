@@ -232,7 +232,7 @@ def test_agemem_eval_runs_the_suites_scripted_policies(
 ) -> None:
     """agemem-eval on AgeMem-TextWorld-v0 plays walkthrough, walkthrough_memory, no_memory and random on the same
     games and prints success, progress, R and tool calls; the walkthrough's rows are those of a direct run."""
-    from agemem_gym.cli import eval_main
+    from agemem_gym.evaluation.cli import eval_main
 
     monkeypatch.setenv("AGEMEM_CACHE_DIR", str(textworld_cache))
     out = tmp_path / "eval.json"

@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl
 import torch
 from torch import nn
 
-from agemem_gym.agents import TokenUsage
 from agemem_gym.errors import ConfigError
+from agemem_gym.evaluation.agents import TokenUsage
 from agemem_gym.trainers.models import load_model
 from agemem_gym.trainers.policy import Sampling, encode_chat, generate
 

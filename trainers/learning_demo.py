@@ -76,10 +76,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agemem_gym.agents import answer, make_policy, tool_call
 from agemem_gym.env import SHORT_EPISODE
 from agemem_gym.envs.synthetic import name_vocabulary
 from agemem_gym.evaluation import evaluate
+from agemem_gym.evaluation.agents import answer, make_policy, tool_call
 from agemem_gym.trainers import grpo, sft
 from agemem_gym.trainers.models import TINY_MODELS, load_model, tiny_model, word_tokenizer
 from agemem_gym.trainers.plots import MEMORY_PANELS, plot_metrics, read_metrics

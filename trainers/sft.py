@@ -1,4 +1,4 @@
-"""Supervised warm start before GRPO: imitate a scripted policy's turns (e.g. ``agemem_gym.agents.OraclePolicy``).
+"""Supervised warm start before GRPO: imitate a scripted policy's turns (e.g. ``agemem_gym.evaluation.agents.OraclePolicy``).
 
 Runs:
     python -m agemem_gym.trainers.sft --policy oracle --episodes 64 --out runs/sft-smollm2
@@ -8,7 +8,7 @@ Runs:
 
 The data are step records (:mod:`agemem_gym.step_records`, the project's one training format): ``--policy``
 collects them (``--save-data`` keeps them), ``--data`` reads a file of them, or an episode recording
-(:mod:`agemem_gym.recorder`), which is replayed into step records of its well-formed turns. A record's
+(:mod:`agemem_gym.evaluation.recorder`), which is replayed into step records of its well-formed turns. A record's
 ``messages`` (the context the env showed, ``info["messages"]``) is the prompt and its ``response`` (the action text
 the policy answered) the target; a record whose ``loss_mask`` is all 0 is left out. Prompts are tokenised exactly as
 in GRPO rollouts (:func:`~agemem_gym.chat.encode_chat`; token ids stored in the records are not used, since they may
@@ -18,7 +18,7 @@ policy is the warm-started model.
 
 A file of the earlier SFT pair format (``{"messages", "response"}`` lines) is refused with the fix: collect the
 records again with ``--policy NAME --save-data FILE``, or export them from the episode recording
-(``agemem_gym.recorder.export_sft``).
+(``agemem_gym.evaluation.recorder.export_sft``).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from agemem_gym.evaluation.recorder import load_episodes, to_step_records
 from agemem_gym.jsonl import decode_line
-from agemem_gym.recorder import load_episodes, to_step_records
 from agemem_gym.step_records import collect_records, read_records, tokenize_step, write_records
 from agemem_gym.trainers.lora import DEFAULT_TARGETS, apply_lora, merge_lora
 from agemem_gym.trainers.models import load_model
@@ -57,7 +57,7 @@ def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> None:
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """The step records of a file: a file of step records, or an episode recording (replayed into step records of
-    its well-formed turns, :func:`~agemem_gym.recorder.to_step_records`).
+    its well-formed turns, :func:`~agemem_gym.evaluation.recorder.to_step_records`).
 
     Raises:
         DataError: (a ``ValueError``) ``path:line: ...`` naming what is wrong with a line, or the fix for a file of
@@ -69,7 +69,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _is_recording(path: str | Path) -> bool:
-    """Whether the file's first line is an episode recording's header (:mod:`agemem_gym.recorder`)."""
+    """Whether the file's first line is an episode recording's header (:mod:`agemem_gym.evaluation.recorder`)."""
     with Path(path).open("rb") as f:
         first = next((raw for raw in f if raw.strip()), b"")
     try:
@@ -167,10 +167,10 @@ class SFTArgs:
     model: str = "smollm2"
     """"tiny", "tiny-128", "smollm2", or any HF causal LM name or local folder"""
     data: str | None = None
-    """step records (agemem_gym.step_records) or an episode recording (agemem_gym.recorder) to train on; default:
+    """step records (agemem_gym.step_records) or an episode recording (agemem_gym.evaluation.recorder) to train on; default:
     collect step records with --policy"""
     policy: str = "oracle"
-    """scripted policy from agemem_gym.agents.make_policy that plays the episodes"""
+    """scripted policy from agemem_gym.evaluation.agents.make_policy that plays the episodes"""
     episodes: int = 32
     """episodes to collect with --policy (one per task, the suite's first tasks)"""
     env_id: str = "AgeMem-Synthetic-v0"
@@ -211,7 +211,7 @@ def main(args: SFTArgs) -> list[float]:
     if args.data is not None:
         records = read_jsonl(args.data)
     else:
-        from agemem_gym.agents import make_policy
+        from agemem_gym.evaluation.agents import make_policy
 
         env = gym.make(args.env_id, **json.loads(args.env_kwargs))
         task_ids = tuple(env.unwrapped.suite.task_ids)[: args.episodes]  # type: ignore[attr-defined]

@@ -25,7 +25,7 @@ and precision is weighted by distinct content words, so padding, blobs, keyword 
   improved: ``Q(seeded + stage-1 adds) − Q(seeded)`` (the same F1; with no seeds Q(seeded) = 0 and it is the F1
   of the adds). Scoring the adds alone paid twice for a fact the store already held: re-adding every seeded
   note earned storage for it, and deleting the seeds then earned maintenance for removing the duplicates
-  (measured, 30 tasks seeded with :func:`~agemem_gym.audit.gold_notes`, reader "none": ``seed_swap`` R 0.327 and
+  (measured, 30 tasks seeded with :func:`~agemem_gym.evaluation.audit.gold_notes`, reader "none": ``seed_swap`` R 0.327 and
   ``honest``, which re-adds them and keeps both, 0.311, against 0.308 for ``seed_aware``, which adds only what
   the store lacks, on synthetic; 0.306 and 0.288 against 0.278 on HotpotQA). Marginal storage makes a duplicate
   worth what it adds to the store, nothing or less (now 0.280 and 0.264 against 0.284; 0.237 and 0.218 against

@@ -93,7 +93,7 @@ class GroundingConfig:
             )
 
 
-# What the reward audit (agemem_gym.audit, AgeMem-Synthetic-v0, 30 tasks, reader "none") measured for each
+# What the reward audit (agemem_gym.evaluation.audit, AgeMem-Synthetic-v0, 30 tasks, reader "none") measured for each
 # ablation of preservation; tests/test_audit.py re-measures it, so the message stays true.
 _GAMEABLE: dict[str, str] = {
     "recall": "the share of facts alone is maxed by retrieving one memory holding every paragraph "

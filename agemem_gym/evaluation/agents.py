@@ -373,7 +373,7 @@ POLICY_PLUGINS = "agemem_gym.policies"
 """Entry-point group of policy factories ``(spec, env, *, seed) -> Policy``, named as in ``make_policy("name:spec")``.
 
 This package registers ``model`` (:mod:`agemem_gym.trainers.eval_policy`: a checkpoint or a transformers model) and
-``openai`` (:mod:`agemem_gym.openai_policy`: any OpenAI-compatible chat endpoint); other packages may register their
+``openai`` (:mod:`agemem_gym.evaluation.openai_policy`: any OpenAI-compatible chat endpoint); other packages may register their
 own in their ``pyproject.toml``::
 
     [project.entry-points."agemem_gym.policies"]

@@ -34,7 +34,7 @@ option          default            meaning
 
 The key itself never goes in the spec: a spec is shown in tables, logs and recordings, so ``api_key=`` and
 ``user:password@`` in the URL are refused. Each episode counts the prompt and completion tokens that the server
-reports in its responses' ``usage`` (:class:`~agemem_gym.agents.TokenUsage`); ``agemem-eval`` reports them per turn.
+reports in its responses' ``usage`` (:class:`~agemem_gym.evaluation.agents.TokenUsage`); ``agemem-eval`` reports them per turn.
 
 What the server writes is untrusted: a missing or malformed message, content or usage never raises (an empty turn
 becomes the env's ``no_action`` feedback, a missing usage makes the episode's counts unknown). A request that fails
@@ -56,8 +56,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from agemem_gym._validate import check_field
-from agemem_gym.agents import TokenUsage
 from agemem_gym.errors import ConfigError, EndpointError
+from agemem_gym.evaluation.agents import TokenUsage
 
 __all__ = [
     "API_KEY_ENV_VAR",
@@ -463,7 +463,7 @@ class OpenAIEpisode:
 
 
 def from_spec(spec: str, env: Any = None, *, seed: int = 0) -> OpenAIPolicy:
-    """The ``openai`` entry point of :data:`~agemem_gym.agents.POLICY_PLUGINS`: ``make_policy("openai:<spec>")``.
+    """The ``openai`` entry point of :data:`~agemem_gym.evaluation.agents.POLICY_PLUGINS`: ``make_policy("openai:<spec>")``.
 
     Raises:
         ConfigError: The spec is malformed (see :func:`parse_spec`).

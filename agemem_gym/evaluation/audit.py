@@ -31,7 +31,7 @@ The policies, grouped by what they show:
   ``stage3_adds`` (re-adds what it retrieved, and the question, before answering), ``repeat_retrieval``
   (retrieves the same query three times).
 
-Every policy answers with :func:`~agemem_gym.agents.heuristic_answer` over what it retrieved (or, with
+Every policy answers with :func:`~agemem_gym.evaluation.agents.heuristic_answer` over what it retrieved (or, with
 ``reader="none"``, always "unknown", which holds the task term fixed so that only the shaping terms differ).
 
 >>> import gymnasium as gym, agemem_gym
@@ -50,7 +50,8 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from agemem_gym.agents import (
+from agemem_gym.errors import ConfigError
+from agemem_gym.evaluation.agents import (
     _OPTIONS,
     OraclePolicy,
     Policy,
@@ -60,7 +61,6 @@ from agemem_gym.agents import (
     heuristic_answer,
     tool_call,
 )
-from agemem_gym.errors import ConfigError
 from agemem_gym.prompts import _OPENERS
 from agemem_gym.task import Task
 from agemem_gym.text import content_words, split_sentences

@@ -6,7 +6,7 @@ agemem-eval --env-id AgeMem-HotpotQA-v0 --data-path hotpot_dev_distractor_v1.jso
 agemem-eval --policies no_memory model:runs/learn__1/grpo/checkpoint.pt --episodes 64   # a trained checkpoint
 agemem-eval --policies "openai:http://127.0.0.1:8000/v1?model=NAME&concurrency=16"      # a served model (vLLM, ...)
 agemem-play --env-id AgeMem-Synthetic-v0 --seed 3
-python -m agemem_gym.cli {eval,play} ...
+python -m agemem_gym.evaluation.cli {eval,play} ...
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import numpy as np
 import tyro
 
 import agemem_gym  # noqa: F401  (registers the ids)
-from agemem_gym.agents import POLICIES, answer, make_policy, tool_call
-from agemem_gym.audit import AUDIT_POLICIES, audit_table, reward_audit
 from agemem_gym.errors import ConfigError, EndpointError
 from agemem_gym.evaluation import EvalResult, evaluate, evaluate_async
-from agemem_gym.recorder import RecordEpisodes, merge_recordings
+from agemem_gym.evaluation.agents import POLICIES, answer, make_policy, tool_call
+from agemem_gym.evaluation.audit import AUDIT_POLICIES, audit_table, reward_audit
+from agemem_gym.evaluation.recorder import RecordEpisodes, merge_recordings
 from agemem_gym.textenv import TextEvalResult, TextGameEnv, evaluate_text_game
 from agemem_gym.tools import TOOL_NAMES
 
@@ -72,7 +72,7 @@ class EvalArgs:
     folder>[?sample=1&temperature=T] for a trained model (needs the [train] extra), or
     openai:<base_url>?model=NAME[&temperature=T&max_tokens=N&concurrency=C&...] for any OpenAI-compatible chat
     endpoint (vLLM, SGLang, llama.cpp; the [openai] extra; the key from $OPENAI_API_KEY; options: see
-    agemem_gym.openai_policy)."""
+    agemem_gym.evaluation.openai_policy)."""
     episodes: int = 20
     """Tasks to run per policy (a seeded sample without repeats; all policies get the same tasks)."""
     seed: int = 0
@@ -89,7 +89,7 @@ class EvalArgs:
     progress: bool = True
     """Show progress bars."""
     audit: bool = False
-    """Print the reward audit instead (agemem_gym.audit): every term and memory quality for the exploit policies,
+    """Print the reward audit instead (agemem_gym.evaluation.audit): every term and memory quality for the exploit policies,
     the honest policies and the oracle on the same tasks; --policies is ignored unless given explicitly."""
     audit_reader: Literal["none", "heuristic"] = "none"
     """With --audit: "none" answers "unknown" (holds the task term fixed), "heuristic" reads the retrieved memories."""
@@ -390,10 +390,10 @@ def _play(args: PlayArgs) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m agemem_gym.cli {eval,play}``."""
+    """``python -m agemem_gym.evaluation.cli {eval,play}``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("eval", "play"):
-        print("usage: python -m agemem_gym.cli {eval,play} [--help]")
+        print("usage: python -m agemem_gym.evaluation.cli {eval,play} [--help]")
         sys.exit(2)
     (eval_main if argv[0] == "eval" else play_main)(argv[1:])
 

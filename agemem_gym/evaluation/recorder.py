@@ -13,7 +13,7 @@ trainers and adapters read. A recording is the compact, replayable log; :func:`e
 records (the prompts are the replayed env's), which the SFT warm start trains on.
 
 >>> import gymnasium as gym, agemem_gym, tempfile, os
->>> from agemem_gym.agents import OraclePolicy
+>>> from agemem_gym.evaluation.agents import OraclePolicy
 >>> path = os.path.join(tempfile.mkdtemp(), "eps.jsonl")
 >>> env = RecordEpisodes(gym.make("AgeMem-Synthetic-v0"), path)
 >>> obs, info = env.reset(seed=0); policy = OraclePolicy(env.unwrapped); policy.reset(info)

@@ -3,7 +3,7 @@ tool counts per tool as in the paper's Table 3), one episode at a time (:func:`e
 served models (:func:`evaluate_async`).
 
 >>> import gymnasium as gym, agemem_gym
->>> from agemem_gym.agents import NoMemoryPolicy
+>>> from agemem_gym.evaluation.agents import NoMemoryPolicy
 >>> env = gym.make("AgeMem-Synthetic-v0")
 >>> result = evaluate(env, NoMemoryPolicy(), episodes=2, seed=0, progress=False)
 >>> list(result.summary)[:4], result.summary["episodes"], result.summary["tool/Add_memory"]
@@ -21,8 +21,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agemem_gym.agents import ConcurrentPolicy, Policy, TokenUsage
 from agemem_gym.errors import ConfigError
+from agemem_gym.evaluation.agents import ConcurrentPolicy, Policy, TokenUsage
 from agemem_gym.rewards import exact_match, f1_score
 from agemem_gym.tools import TOOL_NAMES
 
@@ -183,7 +183,7 @@ async def evaluate_async(
 
     Args:
         envs: One env per episode in flight, all made alike (``gym.make`` with the same id and kwargs).
-        policy: A :class:`~agemem_gym.agents.ConcurrentPolicy` (e.g. :class:`~agemem_gym.openai_policy.OpenAIPolicy`).
+        policy: A :class:`~agemem_gym.evaluation.agents.ConcurrentPolicy` (e.g. :class:`~agemem_gym.evaluation.openai_policy.OpenAIPolicy`).
         episodes, seed, task_ids, progress, on_step: As for :func:`evaluate`.
 
     Returns:
