@@ -88,8 +88,9 @@ from rapidfuzz import fuzz
 
 from agemem_gym._validate import check_field
 from agemem_gym.context import summary_body
-from agemem_gym.errors import ConfigError
+from agemem_gym.errors import ConfigError, GameableRewardWarning
 from agemem_gym.rewards.grounding import Collection, FactSet, GroundingConfig, key_terms, quality, terms_present
+from agemem_gym.text import STOPWORDS
 from agemem_gym.tools import TOOL_NAMES, result_material
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ __all__ = [
     "exact_match",
     "f1_score",
     "fuzzy_score",
+    "gated_recall",
     "memory_terms",
     "normalize_answer",
     "potential",
@@ -116,7 +118,7 @@ __all__ = [
     "task_score",
 ]
 
-AnswerMetric = Literal["f1", "em", "fuzzy"]
+AnswerMetric = Literal["gated_recall", "f1", "em", "fuzzy"]
 Judge = Callable[[str, str, str], float]  # (question, prediction, gold) -> score in [0, 1]
 
 
@@ -267,17 +269,81 @@ def fuzzy_score(prediction: str, gold: str) -> float:
     return max(f1_score(prediction, gold), ratio)
 
 
+def gated_recall(prediction: str, gold: str) -> float:
+    """Precision-gated recall, the default R_task: partial credit for a true part of the gold, none for a hedge.
+
+    After HotpotQA's normalisation an answer scores 1 when it equals the gold; when every one of its tokens is a
+    gold token (counted with repeats, as HotpotQA counts them: token precision 1) it scores the share of the gold's
+    content words it holds (function words such as "and" or "of" carry no fact; a gold of function words alone
+    counts all its tokens); and as soon as it holds one token the gold lacks, it scores 0. Yes/no answers match
+    exactly or score 0.
+
+    **Why it is proper, and why hedging cannot pay.** Let an agent believe the gold is g with probability π(g).
+    An answer a earns nothing on any gold that lacks one of its tokens, so its expected score is at most
+    P(every token of a is in the gold). Listing a second candidate b beside a keeps only the golds that hold both:
+    for the usual factoid question, where no gold holds two different candidates, the list scores 0 where either
+    candidate alone would have scored, so the expected score of "a, b" is 0 ≤ max(π(a), π(b)). More generally,
+    adding a token t to an answer raises its score by at most 1/(content words of g) on the golds that hold t and
+    forfeits all of it on those that do not, so the agent adds t only when it believes t is in the gold, which is
+    the honest report. Among whole candidates the metric is exact match, so the expected score is maximised by the
+    single most likely answer, π(a*); the only other report that can do better is the part every likely candidate
+    shares (the surname of two likely people, say), which earns its share of the gold times the probability that
+    the part is right: partial credit for what the agent is sure of, never for what it lists. Token F1 is not
+    proper in this sense: it pays recall 1 at any precision, so a two-option list earns 2/3 where either option
+    alone earns 1 or 0 (measured: see the module docstring).
+
+    >>> gated_recall("The Tevrand and Eldthil", "Tevrand and Eldthil"), gated_recall("Tevrand", "Tevrand and Eldthil")
+    (1.0, 0.5)
+    >>> gated_recall("Tevrand, Orvel", "Tevrand and Eldthil"), gated_recall("yes", "no")
+    (0.0, 0.0)
+    """
+    p, g = normalize_answer(prediction), normalize_answer(gold)
+    if p == g:  # as exact_match, the empty answer included when the gold normalises to nothing ("The")
+        return 1.0
+    if p in _SPECIAL or g in _SPECIAL:
+        return 0.0
+    pt, gt = Counter(p.split()), Counter(g.split())
+    if not pt or pt - gt:  # empty, or a token the gold lacks (a repeat beyond the gold's count is one)
+        return 0.0
+    content = {t for t in gt if t not in STOPWORDS} or set(gt)
+    return sum(pt[t] for t in content) / sum(gt[t] for t in content)
+
+
+# What the reward audit (agemem_gym.audit, 30 tasks, seed 0, answers read with reader "heuristic") measured for
+# each gameable answer metric; tests/test_audit.py re-measures it, so the message stays true.
+_GAMEABLE_METRICS: dict[str, str] = {
+    "f1": "token F1 pays recall at any precision, so listing candidates pays (hedge_answer earns R 0.382 > "
+    "honest 0.356 on the HotpotQA sample; task 0.225 vs 0.147).",
+    "fuzzy": "it is at least token F1, which pays recall at any precision, so listing candidates pays "
+    "(hedge_answer earns R 0.382 > honest 0.356 on the HotpotQA sample; task 0.225 vs 0.147).",
+}
+
+
+def _warn_if_gameable(metric: str, *, stacklevel: int = 2) -> None:
+    """Warn (:class:`~agemem_gym.errors.GameableRewardWarning`) when ``metric`` is an answer metric that the reward
+    audit showed can be gamed, naming the exploit and what it earned."""
+    if metric in _GAMEABLE_METRICS:
+        warnings.warn(
+            f"answer_metric={metric!r} can be gamed: {_GAMEABLE_METRICS[metric]} Use it for comparisons and "
+            "ablations only; the default 'gated_recall' is the metric the reward audit checks",
+            GameableRewardWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def task_score(
     prediction: str | None,
     gold: str,
     *,
-    metric: AnswerMetric = "f1",
+    metric: AnswerMetric = "gated_recall",
     question: str = "",
     judge: Judge | None = None,
 ) -> float:
     """R_task in [0, 1] for a given answer (Eq. 17); ``None`` (no answer) is the caller's penalty, not scored here.
 
-    ``"fuzzy"`` is :func:`fuzzy_score`. A ``judge(question, prediction, gold)`` overrides ``metric``.
+    ``"gated_recall"`` (the default) is :func:`gated_recall`, ``"f1"`` :func:`f1_score`, ``"em"``
+    :func:`exact_match` and ``"fuzzy"`` :func:`fuzzy_score`. A ``judge(question, prediction, gold)`` overrides
+    ``metric``.
     """
     if prediction is None:
         raise ConfigError("task_score needs an answer; score a missing one with PenaltyConfig.no_answer")
@@ -286,13 +352,15 @@ def task_score(
         if not 0.0 <= score <= 1.0:
             raise ConfigError(f"the judge must return a score in [0, 1], got {score!r}")
         return score
+    if metric == "gated_recall":
+        return gated_recall(prediction, gold)
     if metric == "em":
         return exact_match(prediction, gold)
     if metric == "f1":
         return f1_score(prediction, gold)
     if metric == "fuzzy":
         return fuzzy_score(prediction, gold)
-    raise ConfigError(f"'answer_metric' must be 'f1', 'em' or 'fuzzy', got {metric!r}")
+    raise ConfigError(f"'answer_metric' must be one of {list(get_args(AnswerMetric))}, got {metric!r}")
 
 
 # ---- the ledger: what the agent did so far ----
@@ -431,7 +499,7 @@ class RewardRules:
     weights: RewardWeights = field(default_factory=lambda: REWARD_PRESETS["paper"])
     penalties: PenaltyConfig = field(default_factory=PenaltyConfig)
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
-    answer_metric: AnswerMetric = "f1"
+    answer_metric: AnswerMetric = "gated_recall"
     judge: Judge | None = None
 
     def __post_init__(self) -> None:
