@@ -57,19 +57,22 @@ and precision is weighted by distinct content words, so padding, blobs, keyword 
   (:class:`~agemem_gym.errors.GameableRewardWarning`, naming the exploit the audit measured).
 - efficiency (``released_weights`` only): the share of the agent's turns that were well formed with every call
   succeeding (1 for a policy that only answers: calling tools earns nothing by itself).
-- task (Eq. 17): HotpotQA's F1 by default (or EM, fuzzy or a judge). **Known hole, not closed here**: token F1
-  pays for listing candidates (recall 1 at any precision, and the harmonic mean makes a two-option hedge worth
-  2/3 where either option alone is worth 1 or 0). Measured, HotpotQA sample, 30 tasks, answers read:
-  ``hedge_answer`` R 0.382 vs ``honest`` 0.356 (task 0.225 vs 0.147); on synthetic it loses (0.357 vs 0.418).
-  Under ``answer_metric="em"`` it loses on both (0.329 vs 0.352 on HotpotQA). Scoring an answer longer than the
-  gold by its precision makes hedging no better than committing to the likeliest candidate, but measured it still
-  beats the audit's weak reader (0.367 vs 0.355), so it is not adopted; the audit checks the hedge under EM.
+- task (Eq. 17): precision-gated recall by default (:func:`gated_recall`; or EM, F1, fuzzy or a judge). The
+  paper's judge is binary; partial credit is kept only where it is honest, for an answer every word of which is in
+  the gold. HotpotQA's token F1 pays for listing candidates (recall 1 at any precision, and the harmonic mean
+  makes a two-option hedge worth 2/3 where either option alone is worth 1 or 0). Measured, HotpotQA sample, 30
+  tasks, answers read: ``hedge_answer`` R 0.382 vs ``honest`` 0.356 under F1 (task 0.225 vs 0.147); under gated
+  recall 0.329 vs 0.352 (task 0.067 vs 0.133), and on synthetic 0.326 vs 0.403 (0.357 vs 0.418 under F1).
+  Scoring an answer longer than the gold by its precision makes hedging no better in expectation than committing
+  to the likeliest candidate, but measured it still beat the audit's weak reader (0.367 vs 0.355), so a longer
+  answer scores 0. ``"f1"`` and ``"fuzzy"`` (which is at least F1) remain for comparison, and choosing either
+  warns (:class:`~agemem_gym.errors.GameableRewardWarning`).
 - P: P_rounds (Eq. 26) once when a limit ends the episode, P_overflow once at the first overflow, and a
   format-error penalty per malformed action or failed call (ours); R_task is P_no-answer (Eq. 17) without an
   answer.
 
->>> f1_score("the Orvel bridge", "Orvel Bridge")
-1.0
+>>> f1_score("the Orvel bridge", "Orvel Bridge"), gated_recall("Orvel", "Orvel Bridge")
+(1.0, 0.5)
 >>> resolve_weights("released_weights")
 RewardWeights(task=0.5, context=0.15, memory=0.15, efficiency=0.2)
 """
