@@ -288,10 +288,11 @@ def gated_recall(prediction: str, gold: str) -> float:
     candidate alone would have scored, so the expected score of "a, b" is 0 ≤ max(π(a), π(b)). More generally,
     adding a token t to an answer raises its score by at most 1/(content words of g) on the golds that hold t and
     forfeits all of it on those that do not, so the agent adds t only when it believes t is in the gold, which is
-    the honest report. Among whole candidates the metric is exact match, so the expected score is maximised by the
-    single most likely answer, π(a*); the only other report that can do better is the part every likely candidate
-    shares (the surname of two likely people, say), which earns its share of the gold times the probability that
-    the part is right: partial credit for what the agent is sure of, never for what it lists. Token F1 is not
+    the honest report. Among whole candidates the metric is exact match, so the best of them is the single most
+    likely answer, worth π(a*). A report can beat it only by being a part of several likely candidates at once
+    (the surname two likely people share, say): it earns Σ π(g)·share over the golds that hold it, credit for
+    what the agent is sure of, never for what it lists. (So the rule is proper for "the likeliest answer, or its
+    sure part", not strictly proper for the mode alone.) Token F1 is not
     proper in this sense: it pays recall 1 at any precision, so a two-option list earns 2/3 where either option
     alone earns 1 or 0 (measured: see the module docstring).
 
