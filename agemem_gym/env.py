@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from types import MappingProxyType
@@ -22,7 +23,7 @@ from agemem_gym._tool_env import MemoryToolsEnv, config
 from agemem_gym._validate import check, check_field
 from agemem_gym.context import Context, MessageKind
 from agemem_gym.context.summarizers import Summarizer
-from agemem_gym.errors import ConfigError
+from agemem_gym.errors import ConfigError, GameableRewardWarning
 from agemem_gym.memory import MemoryStore, StoreConfig
 from agemem_gym.memory.embedders import Embedder
 from agemem_gym.prompts import PromptStyle, question_turn, stage_turn, system_prompt
@@ -34,6 +35,7 @@ from agemem_gym.rewards import (
     PenaltyConfig,
     RewardRules,
     RewardWeights,
+    _warn_if_gameable,
     resolve_weights,
 )
 from agemem_gym.rewards.grounding import GroundingConfig
@@ -60,7 +62,11 @@ class EpisodeConfig:
         max_tool_rounds: Tool (or malformed) turns allowed per user message; one more truncates the episode.
         max_steps: Agent turns allowed per episode; reaching it without the final answer truncates.
         context_budget: T_max, the context's token budget (Eq. 19 and the overflow penalty).
-        answer_metric: How the final answer is scored: ``"f1"``, ``"em"`` or ``"fuzzy"``.
+        answer_metric: How the final answer is scored (R_task, Eq. 17): ``"gated_recall"`` (the default,
+            :func:`~agemem_gym.rewards.gated_recall`: exact match, partial credit for a strict part of the gold,
+            nothing for an answer with a word the gold lacks), ``"em"``, or ``"f1"`` (HotpotQA's token F1) and
+            ``"fuzzy"`` (F1 or a misspelling match), which pay for listing candidates: choosing either warns with
+            :class:`~agemem_gym.errors.GameableRewardWarning`.
     """
 
     stage1_distractors: int = 3
@@ -70,7 +76,7 @@ class EpisodeConfig:
     max_tool_rounds: int = 5
     max_steps: int = 100
     context_budget: int = 8192
-    answer_metric: AnswerMetric = "f1"
+    answer_metric: AnswerMetric = "gated_recall"
 
     def __post_init__(self) -> None:
         for name, low in (
@@ -84,6 +90,7 @@ class EpisodeConfig:
             check_field(self, name, "int", ge=low)
         check_field(self, "stage2_fill", "bool")
         check_field(self, "answer_metric", choices=get_args(AnswerMetric))
+        _warn_if_gameable(self.answer_metric, stacklevel=3)
 
     def override(self, changes: Mapping[str, Any]) -> EpisodeConfig:
         """A copy with ``changes`` applied (validated; unknown names raise)."""
@@ -91,7 +98,11 @@ class EpisodeConfig:
         unknown = set(changes) - known
         if unknown:
             raise ConfigError(f"unknown episode setting(s) {sorted(unknown)}; the settings are {sorted(known)}")
-        return replace(self, **changes)
+        if "answer_metric" in changes:  # picked for this episode: warn as the constructor does
+            return replace(self, **changes)
+        with warnings.catch_warnings():  # kept from the constructor, which warned once already
+            warnings.simplefilter("ignore", GameableRewardWarning)
+            return replace(self, **changes)
 
 
 SHORT_EPISODE: Mapping[str, int] = MappingProxyType(

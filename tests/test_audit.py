@@ -61,10 +61,12 @@ def test_reward_audit_on_real_hotpotqa() -> None:
     _check(_audit("AgeMem-HotpotQA-v0", "none", data_path=str(HOTPOT_SAMPLE)))
 
 
-@pytest.mark.parametrize("metric", ["f1", "fuzzy"])
+@pytest.mark.parametrize("metric", ["gated_recall", "f1", "fuzzy"])
 def test_verbose_answers_do_not_pay(metric: str) -> None:
     """With answers read from the retrieved memories, answering with all of them scores below a short answer."""
-    env = gym.make("AgeMem-Synthetic-v0", episode={"answer_metric": metric})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GameableRewardWarning)  # f1 and fuzzy warn: tested below
+        env = gym.make("AgeMem-Synthetic-v0", episode={"answer_metric": metric})
     rows = {r["policy"]: r for r in reward_audit(env, ["honest", "verbose_answer"], episodes=EPISODES)}
     assert rows["verbose_answer"]["task"] < rows["honest"]["task"] / 2
     assert rows["verbose_answer"]["R"] < rows["honest"]["R"]
@@ -78,12 +80,48 @@ def test_verbose_answers_do_not_pay(metric: str) -> None:
     ],
 )
 def test_hedged_answers_do_not_pay_under_exact_match(env_id: str, kwargs: dict[str, Any]) -> None:
-    """Listing candidates (both options, or every name the reader finds) scores below a committed answer under EM.
-    (Under the default F1 it beats honest on the HotpotQA sample: a known hole, see agemem_gym.rewards.)"""
+    """Listing candidates (both options, or every name the reader finds) scores below a committed answer under EM."""
     env = gym.make(env_id, episode={"answer_metric": "em"}, **kwargs)
     rows = {r["policy"]: r for r in reward_audit(env, ["honest", "hedge_answer"], episodes=EPISODES)}
     assert rows["hedge_answer"]["task"] < rows["honest"]["task"]
     assert rows["hedge_answer"]["R"] < rows["honest"]["R"]
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [
+        ("AgeMem-Synthetic-v0", {}),
+        pytest.param("AgeMem-HotpotQA-v0", {"data_path": str(HOTPOT_SAMPLE)}, marks=requires_hotpot),
+    ],
+)
+def test_hedged_answers_do_not_pay_under_the_default(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Under the default task metric (precision-gated recall), listing candidates earns less than committing to
+    one, in the task term and in R, with answers read from the retrieved memories."""
+    env = gym.make(env_id, **kwargs)
+    assert env.unwrapped.episode_config.answer_metric == "gated_recall"
+    rows = {r["policy"]: r for r in reward_audit(env, ["honest", "hedge_answer", "verbose_answer"], episodes=EPISODES)}
+    for name in ("hedge_answer", "verbose_answer"):
+        assert rows[name]["task"] < rows["honest"]["task"], f"{name} task {rows[name]['task']:.3f}"
+        assert rows[name]["R"] < rows["honest"]["R"], f"{name} R {rows[name]['R']:.3f}"
+
+
+@requires_hotpot
+@pytest.mark.parametrize("metric", ["f1", "fuzzy"])
+def test_gameable_metrics_warn_and_the_hedge_they_name_is_real(metric: str) -> None:
+    """Choosing token F1 (or fuzzy, which is at least F1) warns, and the figures the warning gives are the audit's:
+    on the HotpotQA sample (30 tasks, answers read) hedge_answer earns more than honest under it, and less under
+    the default."""
+    with pytest.warns(GameableRewardWarning, match=f"answer_metric='{metric}' can be gamed") as caught:
+        gamed = gym.make("AgeMem-HotpotQA-v0", data_path=str(HOTPOT_SAMPLE), episode={"answer_metric": metric})
+    message = str(caught[0].message)
+    rows = {}
+    for env in (gamed, gym.make("AgeMem-HotpotQA-v0", data_path=str(HOTPOT_SAMPLE))):
+        table = reward_audit(env, ["honest", "hedge_answer"], episodes=EPISODES)
+        rows[env.unwrapped.episode_config.answer_metric] = {r["policy"]: r for r in table}
+    assert rows[metric]["hedge_answer"]["R"] > rows[metric]["honest"]["R"]
+    for name, row in rows[metric].items():
+        assert f"{row['R']:.3f}" in message and f"{row['task']:.3f}" in message, (name, message)
+    assert rows["gated_recall"]["hedge_answer"]["R"] < rows["gated_recall"]["honest"]["R"]
 
 
 @pytest.mark.parametrize(
@@ -141,4 +179,5 @@ def test_default_grounding_does_not_warn() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", GameableRewardWarning)
         GroundingConfig()
-        gym.make("AgeMem-Synthetic-v0")
+        env = gym.make("AgeMem-Synthetic-v0")
+        env.reset(seed=0, options={"max_tool_rounds": 3})

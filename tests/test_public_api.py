@@ -149,6 +149,7 @@ PUBLIC: dict[str, set[str]] = {
         "exact_match",
         "f1_score",
         "fuzzy_score",
+        "gated_recall",
         "memory_terms",
         "normalize_answer",
         "potential",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
 
-from agemem_gym.errors import ConfigError
+from agemem_gym.env import EpisodeConfig
+from agemem_gym.errors import ConfigError, GameableRewardWarning
 from agemem_gym.protocol import ActionError, ErrorCode, ToolCall
 from agemem_gym.rewards import (
     EpisodeLedger,
@@ -18,6 +20,7 @@ from agemem_gym.rewards import (
     efficiency_score,
     exact_match,
     f1_score,
+    gated_recall,
     memory_terms,
     normalize_answer,
     potential,
@@ -65,9 +68,92 @@ def test_exact_match_uses_normalisation() -> None:
     assert exact_match("Orvel", "Orvel Bridge") == 0.0
 
 
+@pytest.mark.parametrize(
+    ("pred", "gold", "score"),
+    [
+        ("The Tevrand and Eldthil.", "Tevrand and Eldthil", 1.0),  # exact after normalisation
+        ("Eldthil and Tevrand", "Tevrand and Eldthil", 1.0),  # every gold word, in another order
+        ("Tevrand", "Tevrand and Eldthil", 0.5),  # a strict part: half the gold's content words
+        ("Tevrand and", "Tevrand and Eldthil", 0.5),  # a function word adds no credit
+        ("and", "Tevrand and Eldthil", 0.0),  # nor is one worth anything alone
+        ("Tevrand, Orvel", "Tevrand and Eldthil", 0.0),  # hedged: one word the gold lacks costs everything
+        ("Tevrand or Eldthil", "Tevrand and Eldthil", 0.0),
+        ("Tevrand Tevrand", "Tevrand and Eldthil", 0.0),  # a repeat beyond the gold's count is a wrong token
+        ("Orvel Bridge, Mabeni Viaduct", "Orvel Bridge", 0.0),  # two candidates, one of them right
+        ("River Zelvon", "Zelvon", 0.0),  # extra words: as EM, whatever they are
+        ("1841", "1841", 1.0),
+        ("1842", "1841", 0.0),
+        ("yes", "yes", 1.0),
+        ("yes", "no", 0.0),
+        ("yes no", "yes", 0.0),  # yes/no: exact only
+        ("no", "no man's land", 0.0),
+        ("The", "the", 1.0),  # a gold that normalises to nothing: exact match, as EM
+        ("", "Orvel Bridge", 0.0),
+        ("one", "one", 1.0),  # a gold of function words alone counts all its tokens
+    ],
+)
+def test_gated_recall_matches_hand_values(pred: str, gold: str, score: float) -> None:
+    """Precision-gated recall: 1 on an exact match, the share of the gold for a strict part, 0 with a wrong token."""
+    assert gated_recall(pred, gold) == pytest.approx(score)
+    assert exact_match(pred, gold) <= gated_recall(pred, gold) <= 1.0
+
+
+def test_gated_recall_never_pays_a_hedge() -> None:
+    """Adding a candidate to an answer never raises its score, and a hedge between two options scores 0 whichever
+    is the gold, where committing to one scores 1 or 0 (F1 pays the hedge 2/3 either way)."""
+    for gold in ("Orvel Bridge", "Mabeni Viaduct"):
+        assert gated_recall("Orvel Bridge or Mabeni Viaduct", gold) == 0.0
+        assert f1_score("Orvel Bridge or Mabeni Viaduct", gold) > 0.5
+    for gold in ("Orvel Bridge", "Tevrand and Eldthil", "Orvel"):
+        for answer in ("Orvel", "Orvel Bridge", "Tevrand", "Eldthil"):
+            for extra in ("Mabeni", "Orvel Bridge", "Zelvon Eldthil"):
+                if not set(normalize_answer(extra).split()) <= set(normalize_answer(gold).split()):
+                    assert gated_recall(f"{answer}, {extra}", gold) == 0.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "\x00",
+        "\ud800\udfff",
+        "<answer>",
+        "🙂" * 1000,
+        "a " * 10_000,
+        "the the the",
+        "!!!",
+        "\u200b",
+        "１８４１",
+    ],
+)
+def test_gated_recall_takes_hostile_text(text: str) -> None:
+    """Agent text of any shape is scored in [0, 1], as prediction or gold, without raising."""
+    for pred, gold in ((text, "Orvel Bridge"), ("Orvel Bridge", text), (text, text), (text, "yes")):
+        assert 0.0 <= gated_recall(pred, gold) <= 1.0
+        assert 0.0 <= task_score(pred, gold) <= 1.0
+
+
+def test_gameable_answer_metrics_warn() -> None:
+    """Choosing token F1 or fuzzy (which F1 bounds from below) warns with the exploit the audit measured; the
+    default and EM do not, and neither does an episode override that leaves the metric alone."""
+    for metric in ("f1", "fuzzy"):
+        with pytest.warns(GameableRewardWarning, match=rf"answer_metric='{metric}' can be gamed: .*hedge_answer"):
+            config = EpisodeConfig(answer_metric=metric)  # type: ignore[arg-type]
+        with pytest.warns(GameableRewardWarning):
+            EpisodeConfig().override({"answer_metric": metric})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GameableRewardWarning)
+        assert EpisodeConfig().answer_metric == "gated_recall" and RewardRules().answer_metric == "gated_recall"
+        EpisodeConfig(answer_metric="em")
+        assert config.override({"max_tool_rounds": 3}).answer_metric == "fuzzy"
+
+
 def test_task_score_metrics_and_judge() -> None:
-    """F1 is the default; fuzzy forgives misspellings, not verbosity or wrong numbers; a judge overrides the metric."""
-    assert task_score("Orvel", "Orvel Bridge") == pytest.approx(2 / 3)
+    """Gated recall is the default; fuzzy forgives misspellings, not verbosity or wrong numbers; a judge overrides
+    the metric."""
+    assert task_score("Orvel", "Orvel Bridge") == pytest.approx(1 / 2)
+    assert task_score("Orvel", "Orvel Bridge", metric="f1") == pytest.approx(2 / 3)
     assert task_score("Orvel", "Orvel Bridge", metric="em") == 0.0
     assert task_score("Orvel Bridje", "Orvel Bridge", metric="fuzzy") == pytest.approx(11 / 12)
     assert task_score("no", "yes", metric="fuzzy") == 0.0

@@ -21,8 +21,8 @@ The policies, grouped by what they show:
   ``title_stuffing`` (heads every note with every topic seen, as gold titles count as gold words),
   ``hindsight_trim`` (deletes every memory it did not retrieve once the question is known), ``duplicate_notes``
   (every note added twice), ``question_rewrite`` (once the question is known, prefixes every memory with it,
-  then retrieves), ``hedge_answer`` (answers with a list of candidates; measured under EM, since token F1 pays
-  for it: see :mod:`agemem_gym.rewards`), ``seed_swap`` (in an episode started with memories, re-adds what the
+  then retrieves), ``hedge_answer`` (answers with a list of candidates, which token F1 pays for: see
+  :func:`agemem_gym.rewards.gated_recall`, the default that does not), ``seed_swap`` (in an episode started with memories, re-adds what the
   store holds and deletes the originals before the question; against ``seed_aware``, which adds only what the
   store lacks; measured with ``memories=gold_notes``);
 - cosmetic variants of ``honest`` that must earn nothing over it: ``cosmetic_update`` (appends " Noted." to each
@@ -432,7 +432,8 @@ class QuestionRewrite(AuditPolicy):
 
 class HedgeAnswer(AuditPolicy):
     """``honest``, but the answer lists its candidates: both options of an "X or Y" question, else what the
-    reader makes of all its hits and of each hit alone (token F1 pays recall at any precision)."""
+    reader makes of all its hits and of each hit alone (token F1 pays recall at any precision; the default gated
+    recall pays nothing for an answer with a word the gold lacks)."""
 
     name = "hedge_answer"
 

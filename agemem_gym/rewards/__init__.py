@@ -57,19 +57,22 @@ and precision is weighted by distinct content words, so padding, blobs, keyword 
   (:class:`~agemem_gym.errors.GameableRewardWarning`, naming the exploit the audit measured).
 - efficiency (``released_weights`` only): the share of the agent's turns that were well formed with every call
   succeeding (1 for a policy that only answers: calling tools earns nothing by itself).
-- task (Eq. 17): HotpotQA's F1 by default (or EM, fuzzy or a judge). **Known hole, not closed here**: token F1
-  pays for listing candidates (recall 1 at any precision, and the harmonic mean makes a two-option hedge worth
-  2/3 where either option alone is worth 1 or 0). Measured, HotpotQA sample, 30 tasks, answers read:
-  ``hedge_answer`` R 0.382 vs ``honest`` 0.356 (task 0.225 vs 0.147); on synthetic it loses (0.357 vs 0.418).
-  Under ``answer_metric="em"`` it loses on both (0.329 vs 0.352 on HotpotQA). Scoring an answer longer than the
-  gold by its precision makes hedging no better than committing to the likeliest candidate, but measured it still
-  beats the audit's weak reader (0.367 vs 0.355), so it is not adopted; the audit checks the hedge under EM.
+- task (Eq. 17): precision-gated recall by default (:func:`gated_recall`; or EM, F1, fuzzy or a judge). The
+  paper's judge is binary; partial credit is kept only where it is honest, for an answer every word of which is in
+  the gold. HotpotQA's token F1 pays for listing candidates (recall 1 at any precision, and the harmonic mean
+  makes a two-option hedge worth 2/3 where either option alone is worth 1 or 0). Measured, HotpotQA sample, 30
+  tasks, answers read: ``hedge_answer`` R 0.382 vs ``honest`` 0.356 under F1 (task 0.225 vs 0.147); under gated
+  recall 0.329 vs 0.352 (task 0.067 vs 0.133), and on synthetic 0.326 vs 0.403 (0.357 vs 0.418 under F1).
+  Scoring an answer longer than the gold by its precision makes hedging no better in expectation than committing
+  to the likeliest candidate, but measured it still beat the audit's weak reader (0.367 vs 0.355), so a longer
+  answer scores 0. ``"f1"`` and ``"fuzzy"`` (which is at least F1) remain for comparison, and choosing either
+  warns (:class:`~agemem_gym.errors.GameableRewardWarning`).
 - P: P_rounds (Eq. 26) once when a limit ends the episode, P_overflow once at the first overflow, and a
   format-error penalty per malformed action or failed call (ours); R_task is P_no-answer (Eq. 17) without an
   answer.
 
->>> f1_score("the Orvel bridge", "Orvel Bridge")
-1.0
+>>> f1_score("the Orvel bridge", "Orvel Bridge"), gated_recall("Orvel", "Orvel Bridge")
+(1.0, 0.5)
 >>> resolve_weights("released_weights")
 RewardWeights(task=0.5, context=0.15, memory=0.15, efficiency=0.2)
 """
@@ -88,8 +91,9 @@ from rapidfuzz import fuzz
 
 from agemem_gym._validate import check_field
 from agemem_gym.context import summary_body
-from agemem_gym.errors import ConfigError
+from agemem_gym.errors import ConfigError, GameableRewardWarning
 from agemem_gym.rewards.grounding import Collection, FactSet, GroundingConfig, key_terms, quality, terms_present
+from agemem_gym.text import STOPWORDS
 from agemem_gym.tools import TOOL_NAMES, result_material
 
 if TYPE_CHECKING:
@@ -109,6 +113,7 @@ __all__ = [
     "exact_match",
     "f1_score",
     "fuzzy_score",
+    "gated_recall",
     "memory_terms",
     "normalize_answer",
     "potential",
@@ -116,7 +121,7 @@ __all__ = [
     "task_score",
 ]
 
-AnswerMetric = Literal["f1", "em", "fuzzy"]
+AnswerMetric = Literal["gated_recall", "f1", "em", "fuzzy"]
 Judge = Callable[[str, str, str], float]  # (question, prediction, gold) -> score in [0, 1]
 
 
@@ -267,17 +272,82 @@ def fuzzy_score(prediction: str, gold: str) -> float:
     return max(f1_score(prediction, gold), ratio)
 
 
+def gated_recall(prediction: str, gold: str) -> float:
+    """Precision-gated recall, the default R_task: partial credit for a true part of the gold, none for a hedge.
+
+    After HotpotQA's normalisation an answer scores 1 when it equals the gold; when every one of its tokens is a
+    gold token (counted with repeats, as HotpotQA counts them: token precision 1) it scores the share of the gold's
+    content words it holds (function words such as "and" or "of" carry no fact; a gold of function words alone
+    counts all its tokens); and as soon as it holds one token the gold lacks, it scores 0. Yes/no answers match
+    exactly or score 0.
+
+    **Why it is proper, and why hedging cannot pay.** Let an agent believe the gold is g with probability π(g).
+    An answer a earns nothing on any gold that lacks one of its tokens, so its expected score is at most
+    P(every token of a is in the gold). Listing a second candidate b beside a keeps only the golds that hold both:
+    for the usual factoid question, where no gold holds two different candidates, the list scores 0 where either
+    candidate alone would have scored, so the expected score of "a, b" is 0 ≤ max(π(a), π(b)). More generally,
+    adding a token t to an answer raises its score by at most 1/(content words of g) on the golds that hold t and
+    forfeits all of it on those that do not, so the agent adds t only when it believes t is in the gold, which is
+    the honest report. Among whole candidates the metric is exact match, so the best of them is the single most
+    likely answer, worth π(a*). A report can beat it only by being a part of several likely candidates at once
+    (the surname two likely people share, say): it earns Σ π(g)·share over the golds that hold it, credit for
+    what the agent is sure of, never for what it lists. (So the rule is proper for "the likeliest answer, or its
+    sure part", not strictly proper for the mode alone.) Token F1 is not
+    proper in this sense: it pays recall 1 at any precision, so a two-option list earns 2/3 where either option
+    alone earns 1 or 0 (measured: see the module docstring).
+
+    >>> gated_recall("The Tevrand and Eldthil", "Tevrand and Eldthil"), gated_recall("Tevrand", "Tevrand and Eldthil")
+    (1.0, 0.5)
+    >>> gated_recall("Tevrand, Orvel", "Tevrand and Eldthil"), gated_recall("yes", "no")
+    (0.0, 0.0)
+    """
+    p, g = normalize_answer(prediction), normalize_answer(gold)
+    if p == g:  # as exact_match, the empty answer included when the gold normalises to nothing ("The")
+        return 1.0
+    if p in _SPECIAL or g in _SPECIAL:
+        return 0.0
+    pt, gt = Counter(p.split()), Counter(g.split())
+    if not pt or pt - gt:  # empty, or a token the gold lacks (a repeat beyond the gold's count is one)
+        return 0.0
+    content = {t for t in gt if t not in STOPWORDS} or set(gt)
+    return sum(pt[t] for t in content) / sum(gt[t] for t in content)
+
+
+# What the reward audit (agemem_gym.evaluation.audit, 30 tasks, seed 0, answers read with reader "heuristic") measured for
+# each gameable answer metric; tests/test_audit.py re-measures it, so the message stays true.
+_GAMEABLE_METRICS: dict[str, str] = {
+    "f1": "token F1 pays recall at any precision, so listing candidates pays (hedge_answer earns R 0.382 > "
+    "honest 0.356 on the HotpotQA sample; task 0.225 vs 0.147).",
+    "fuzzy": "it is at least token F1, which pays recall at any precision, so listing candidates pays "
+    "(hedge_answer earns R 0.382 > honest 0.356 on the HotpotQA sample; task 0.225 vs 0.147).",
+}
+
+
+def _warn_if_gameable(metric: str, *, stacklevel: int = 2) -> None:
+    """Warn (:class:`~agemem_gym.errors.GameableRewardWarning`) when ``metric`` is an answer metric that the reward
+    audit showed can be gamed, naming the exploit and what it earned."""
+    if metric in _GAMEABLE_METRICS:
+        warnings.warn(
+            f"answer_metric={metric!r} can be gamed: {_GAMEABLE_METRICS[metric]} Use it for comparisons and "
+            "ablations only; the default 'gated_recall' is the metric the reward audit checks",
+            GameableRewardWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def task_score(
     prediction: str | None,
     gold: str,
     *,
-    metric: AnswerMetric = "f1",
+    metric: AnswerMetric = "gated_recall",
     question: str = "",
     judge: Judge | None = None,
 ) -> float:
     """R_task in [0, 1] for a given answer (Eq. 17); ``None`` (no answer) is the caller's penalty, not scored here.
 
-    ``"fuzzy"`` is :func:`fuzzy_score`. A ``judge(question, prediction, gold)`` overrides ``metric``.
+    ``"gated_recall"`` (the default) is :func:`gated_recall`, ``"f1"`` :func:`f1_score`, ``"em"``
+    :func:`exact_match` and ``"fuzzy"`` :func:`fuzzy_score`. A ``judge(question, prediction, gold)`` overrides
+    ``metric``.
     """
     if prediction is None:
         raise ConfigError("task_score needs an answer; score a missing one with PenaltyConfig.no_answer")
@@ -286,13 +356,15 @@ def task_score(
         if not 0.0 <= score <= 1.0:
             raise ConfigError(f"the judge must return a score in [0, 1], got {score!r}")
         return score
+    if metric == "gated_recall":
+        return gated_recall(prediction, gold)
     if metric == "em":
         return exact_match(prediction, gold)
     if metric == "f1":
         return f1_score(prediction, gold)
     if metric == "fuzzy":
         return fuzzy_score(prediction, gold)
-    raise ConfigError(f"'answer_metric' must be 'f1', 'em' or 'fuzzy', got {metric!r}")
+    raise ConfigError(f"'answer_metric' must be one of {list(get_args(AnswerMetric))}, got {metric!r}")
 
 
 # ---- the ledger: what the agent did so far ----
@@ -431,7 +503,7 @@ class RewardRules:
     weights: RewardWeights = field(default_factory=lambda: REWARD_PRESETS["paper"])
     penalties: PenaltyConfig = field(default_factory=PenaltyConfig)
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
-    answer_metric: AnswerMetric = "f1"
+    answer_metric: AnswerMetric = "gated_recall"
     judge: Judge | None = None
 
     def __post_init__(self) -> None:
