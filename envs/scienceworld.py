@@ -23,7 +23,7 @@ own simulator JVM (about 1 s to start and 200 MB of memory).
 Snapshots: ScienceWorld cannot save or restore its simulator state. :meth:`ScienceWorldGame.get_state` records
 (task, variation, simplifications, the commands played), and :meth:`~ScienceWorldGame.set_state` reloads the task
 and replays the commands (a few ms each). The simulator is deterministic given the commands, so the replayed state
-is the same (tested); a restore costs a reload plus the replay, not a copy.
+is the same (tested; only the order in which a room's objects are listed can change between two runs); a restore costs a reload plus the replay, not a copy.
 
 Reference policies (privileged: they read the simulator): :class:`ScienceWorldGoldPolicy` plays ScienceWorld's
 gold action sequence (the no-memory reference), :class:`ScienceWorldGoldMemoryPolicy` is the same with one turn
