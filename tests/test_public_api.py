@@ -364,6 +364,7 @@ PUBLIC: dict[str, set[str]] = {
         "GRIPPER_PDDL",
         "GeneratedProblems",
         "PDDLEnv",
+        "PDDL_PATH_ENV",
         "PDDLGame",
         "PDDLGreedyPolicy",
         "PDDLPlannerMemoryPolicy",
@@ -372,7 +373,9 @@ PUBLIC: dict[str, set[str]] = {
         "PHRASES",
         "Phrasebook",
         "ProblemFiles",
+        "agentboard_files",
         "generate_problem",
+        "pddl_root",
     },
     "agemem_gym.trainers.grpo": {
         "Args",
