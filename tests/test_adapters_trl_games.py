@@ -80,6 +80,35 @@ def test_text_game_through_the_trl_tools(
     env._env.close()
 
 
+def test_game_end_returns_the_games_last_reply_and_only_the_env_limits_raise() -> None:
+    """The act that wins returns the game's reply and says the game is over; so does one that uses the game's last
+    step (not a failure: the action was valid); too many memory calls between two actions raise, as a failed tool."""
+    env = environment_factory("AgeMem-PDDL-v0", levels={"blocksworld": (2,)})()
+    env.reset(task_id="blocksworld:2:0")
+    plan = [env._env.unwrapped.pddl.action_text(a) for a in env._env.unwrapped.pddl.plan()]
+    for command in plan[:-1]:
+        assert env.act(command=command).startswith("The game says:\nYou ")
+    last = env.act(command=plan[-1])
+    assert last.startswith("The game says:\nYou ") and "The goal is satisfied." in last
+    assert last.endswith("The game is over (it has ended); reply without calling tools.")
+    assert env.episode is not None and env.episode["success"] and env.get_reward() == env.episode["R"]
+    with pytest.raises(RuntimeError, match="conversation is over"):
+        env.act(command="look around")
+
+    limited = environment_factory("AgeMem-PDDL-v0", levels={"blocksworld": (2,)}, step_limit=1)()
+    limited.reset(task_id="blocksworld:2:0")
+    reply = limited.act(command="look around")
+    assert reply.endswith("The game is over (its step limit was reached); reply without calling tools.")
+    assert limited.episode is not None and limited.episode["truncation_reason"] == "game_truncated"
+
+    chatty = environment_factory("AgeMem-PDDL-v0", levels={"blocksworld": (2,)})()
+    chatty.reset(task_id="blocksworld:2:0")
+    with pytest.raises(RuntimeError, match=r"cut off \(tool_round_limit\).*without acting in the game"):
+        for _ in range(10):
+            chatty.Retrieve_memory(query="anything")
+    assert chatty.episode is not None and chatty.episode["truncation_reason"] == "tool_round_limit"
+
+
 # ---- a real TRL GRPOTrainer update on text-game ids ----
 
 requires_trl = pytest.mark.skipif(
