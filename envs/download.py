@@ -10,9 +10,18 @@ Command line (installed as ``agemem-download``)::
     agemem-download hotpotqa --split dev            # into the cache directory, where the env looks
     agemem-download hotpotqa --split train --dest ./data
     agemem-download alfworld --url URL --sha256 HEX     # an ALFWorld game-file archive, unpacked into the cache
+    agemem-download pddl --sha256 HEX                   # AgentBoard's PDDL games, installed into the cache
 
 ALFWorld publishes no checksums for its archives, so ``agemem-download alfworld`` takes the sha256 from the user
 (compute it once from a copy you trust, e.g. ``sha256sum json_2.1.1_json.zip``) and refuses to run without one.
+AgentBoard publishes none either, so ``agemem-download pddl`` needs ``--sha256`` too.
+
+AgentBoard's PDDL games: its README (https://github.com/hkust-nlp/AgentBoard, section "6.2 Download Link") points to
+one data archive on the Hugging Face hub, https://huggingface.co/datasets/hkust-nlp/agentboard/resolve/main/data.tar.gz,
+whose ``data/pddl/`` holds only ``test.jsonl`` (the goals and problem indices); the domain and problem files
+themselves (``pddl/<game>.pddl`` and ``pddl/<game>/*.pddl``) are in AgentBoard's code repository, under
+``agentboard/environment/pddl_env/pddlgym/pddl``. So the default URL is that repository's archive at a pinned commit
+(:data:`AGENTBOARD_PDDL_URL`); ``--url`` takes any zip or tar archive with such a tree in it, wherever it lies.
 """
 
 from __future__ import annotations
@@ -43,7 +52,18 @@ from agemem_gym.envs._paths import dataset_cache_dir
 from agemem_gym.envs.hotpotqa import HOTPOTQA_FILES, HotpotQAFile, Split, hotpotqa_cache_dir
 from agemem_gym.errors import ConfigError, DataError
 
-__all__ = ["download", "download_alfworld", "download_hotpotqa", "extract_archive", "main", "sha256_file"]
+__all__ = [
+    "AGENTBOARD_COMMIT",
+    "AGENTBOARD_PDDL_URL",
+    "download",
+    "download_alfworld",
+    "download_hotpotqa",
+    "download_pddl",
+    "extract_archive",
+    "find_pddl_tree",
+    "main",
+    "sha256_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -323,23 +343,119 @@ def download_alfworld(
     return extract_archive(archive, directory)
 
 
+AGENTBOARD_COMMIT = "bb7255e2daf1989069a186dad9e53f70680961db"
+"""The AgentBoard commit whose PDDL files the default URL fetches (its ``main`` when this was written)."""
+AGENTBOARD_PDDL_URL = f"https://github.com/hkust-nlp/AgentBoard/archive/{AGENTBOARD_COMMIT}.tar.gz"
+"""AgentBoard's code archive at :data:`AGENTBOARD_COMMIT`: the PDDL games are in it, not in the hub's data.tar.gz."""
+
+_NO_PDDL_SHA = (
+    "AgentBoard publishes no checksums (and GitHub builds its archives on request), so pass the sha256 you expect "
+    "(--sha256 HEX, or sha256= in Python): compute it once from a copy you trust, e.g. `sha256sum "
+    f"{AGENTBOARD_COMMIT}.tar.gz` after downloading {AGENTBOARD_PDDL_URL}"
+)
+
+
+def find_pddl_tree(root: Path) -> Path | None:
+    """The shallowest directory under ``root`` (``root`` included) in AgentBoard's layout: a ``<game>.pddl`` domain
+    file beside a ``<game>/`` directory of ``.pddl`` problems; among equally deep ones, one named ``pddl`` first.
+    None when there is none."""
+    found: list[tuple[int, bool, str, Path]] = []
+    for directory, subdirs, files in os.walk(root):
+        here = Path(directory)
+        games = [f[: -len(".pddl")] for f in files if f.endswith(".pddl")]
+        if any(g in subdirs and any((here / g).glob("*.pddl")) for g in games):
+            found.append((len(here.relative_to(root).parts), here.name != "pddl", str(here), here))
+    return min(found)[3] if found else None
+
+
+def _install_pddl_tree(archive: Path, dest: Path) -> Path:
+    """Unpack ``archive`` next to ``dest``, find its PDDL tree and swap it in with renames, so ``dest`` is either the
+    old tree or the whole new one."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+    try:
+        tree = find_pddl_tree(extract_archive(archive, staging / "unpacked"))
+        if tree is None:
+            raise DataError(
+                f"{archive} has no PDDL tree in AgentBoard's layout (a <game>.pddl file beside a <game>/ directory "
+                f"of problems); AgentBoard's are in its code archive ({AGENTBOARD_PDDL_URL}), not in the hub's "
+                "data.tar.gz"
+            )
+        new, old = staging / "new", staging / "old"
+        os.replace(tree, new)
+        if dest.exists():
+            os.replace(dest, old)
+        try:
+            os.replace(new, dest)
+        except OSError:
+            if old.exists():
+                os.replace(old, dest)
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def download_pddl(
+    sha256: str | None,
+    url: str = AGENTBOARD_PDDL_URL,
+    dest_dir: str | os.PathLike[str] | None = None,
+    *,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Download an archive with AgentBoard's PDDL games (default :data:`AGENTBOARD_PDDL_URL`), verify it against the
+    sha256 the caller gives, and install its PDDL tree where ``PDDLEnv(game=...)`` looks.
+
+    The archive is kept in ``<dest_dir's parent>/.archives`` (a second run with the same sha256 downloads nothing);
+    the tree is unpacked beside ``dest_dir`` and renamed into place, replacing an earlier one.
+
+    Args:
+        sha256: The expected hex digest. Required: AgentBoard publishes none.
+        url: The archive's URL (``http``, ``https`` or ``file``); any zip or tar with the tree somewhere inside.
+        dest_dir: The directory that will hold ``<game>.pddl`` and ``<game>/`` (default
+            :func:`~agemem_gym.envs.pddl.pddl_root`'s cache directory, ``<cache dir>/pddl/agentboard``).
+        progress: Show a progress bar.
+        timeout: Socket timeout in seconds.
+
+    Returns:
+        The installed tree's directory.
+
+    Raises:
+        ConfigError: No sha256 (the message says how to get one), or it is not 64 hex digits.
+        DataError: The download failed, the file does not match the sha256, the archive is unsafe, or it has no PDDL
+            tree.
+    """
+    if not sha256:
+        raise ConfigError(_NO_PDDL_SHA)
+    dest = Path(dest_dir).expanduser() if dest_dir is not None else dataset_cache_dir("pddl") / "agentboard"
+    name = Path(urllib.parse.urlparse(url).path).name or "agentboard-archive"
+    archive = download(url, dest.parent / ".archives" / name, sha256=sha256, progress=progress, timeout=timeout)
+    return _install_pddl_tree(archive, dest)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agemem-download",
         description="Download a dataset for AgeMem-Gym, verify its checksum, and print where it went.",
     )
-    parser.add_argument("dataset", choices=["hotpotqa", "alfworld"], help="the dataset to download")
+    parser.add_argument("dataset", choices=["hotpotqa", "alfworld", "pddl"], help="the dataset to download")
     parser.add_argument("--split", choices=sorted(HOTPOTQA_FILES), default="dev", help="which file (default: dev)")
     parser.add_argument(
         "--dest", metavar="DIR", default=None, help=f"directory to save into (default: {hotpotqa_cache_dir()})"
     )
     parser.add_argument("--base-url", metavar="URL", default=None, help="a mirror serving the official file names")
-    parser.add_argument("--url", metavar="URL", default=None, help="alfworld: the archive's URL")
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        default=None,
+        help=f"alfworld, pddl: the archive's URL (pddl default: {AGENTBOARD_PDDL_URL})",
+    )
     parser.add_argument(
         "--sha256",
         metavar="HEX",
         default=None,
-        help="alfworld: the archive's expected sha256 (ALFWorld publishes none)",
+        help="alfworld, pddl: the archive's expected sha256 (neither ALFWorld nor AgentBoard publishes one)",
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds (default: 60)")
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
@@ -349,6 +465,23 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``agemem-download``; returns the exit status (0 on success, 1 on a download error)."""
     args = _parser().parse_args(argv)
+    if args.dataset == "pddl":
+        try:
+            where = download_pddl(
+                args.sha256,
+                args.url or AGENTBOARD_PDDL_URL,
+                args.dest,
+                progress=not args.no_progress,
+                timeout=args.timeout,
+            )
+        except (DataError, ConfigError) as err:
+            print(f"agemem-download: error: {err}", file=sys.stderr)
+            return 1
+        games = sorted(p.stem for p in where.glob("*.pddl") if (where / p.stem).is_dir())
+        print(f"AgentBoard's PDDL games installed into {where} (sha256 verified): {', '.join(games)}")
+        hint = "" if args.dest is None else f", with data_path={str(where)!r} or AGEMEM_PDDL_PATH={where}"
+        print(f"Play one with gym.make('AgeMem-PDDL-v0', game={games[0]!r}){hint}")
+        return 0
     if args.dataset == "alfworld":
         try:
             if not args.url:

@@ -14,6 +14,9 @@ a small STRIPS engine of our own, fully offline and deterministic:
   e.g. AgentBoard's layout ``pddl/barman.pddl`` and the directory ``pddl/barman/``; task ids are
   ``"<domain>:<problem file stem>"``. A malformed file raises :class:`~agemem_gym.envs.strips.PDDLError` naming the
   file, the line and what was expected.
+- **AgentBoard's games by name**: ``PDDLEnv(game="barman")`` reads ``<root>/barman.pddl`` and ``<root>/barman/``
+  from the tree ``agemem-download pddl`` installs (:func:`pddl_root`: ``data_path=``, ``$AGEMEM_PDDL_PATH``, or
+  ``<cache dir>/pddl/agentboard``).
 
 Text: the first observation states the goal ("The goal is to satisfy the following conditions: b1 is on b2, ...")
 and the state; later observations give only the state after each action, so the goal is in the context once (what
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +50,8 @@ from typing import Any
 import numpy as np
 
 from agemem_gym._validate import check, check_field
-from agemem_gym.errors import ConfigError
+from agemem_gym.envs._paths import dataset_cache_dir
+from agemem_gym.errors import ConfigError, DataError
 from agemem_gym.textenv import TextGameEnv, normalize_command
 
 from .strips import (
@@ -67,6 +72,7 @@ __all__ = [
     "DEFAULT_LEVELS",
     "GENERATORS",
     "GRIPPER_PDDL",
+    "PDDL_PATH_ENV",
     "PHRASES",
     "GeneratedProblems",
     "PDDLEnv",
@@ -77,7 +83,9 @@ __all__ = [
     "PDDLRandomPolicy",
     "Phrasebook",
     "ProblemFiles",
+    "agentboard_files",
     "generate_problem",
+    "pddl_root",
 ]
 
 # ---- embedded domains ----
@@ -386,6 +394,45 @@ class ProblemFiles:
 TaskSource = GeneratedProblems | ProblemFiles
 
 
+# ---- AgentBoard's files on disk ----
+
+PDDL_PATH_ENV = "AGEMEM_PDDL_PATH"
+"""Environment variable naming a directory in AgentBoard's layout (``<game>.pddl`` beside ``<game>/``)."""
+
+
+def pddl_root(data_path: str | os.PathLike[str] | None = None) -> Path:
+    """The directory of AgentBoard's PDDL files: ``data_path``, ``$AGEMEM_PDDL_PATH``, or where
+    ``agemem-download pddl`` installs them (``<cache dir>/pddl/agentboard``)."""
+    for candidate in (data_path, os.environ.get(PDDL_PATH_ENV)):
+        if candidate:
+            return Path(candidate).expanduser()
+    return dataset_cache_dir("pddl") / "agentboard"
+
+
+def agentboard_files(game: str, data_path: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+    """The domain file and the problem directory of one of AgentBoard's games (``"barman"``, ``"blocks"``,
+    ``"gripper"``, ``"tyreworld"``, ...): ``<root>/<game>.pddl`` and ``<root>/<game>/``, under :func:`pddl_root`.
+
+    Raises:
+        ConfigError: ``game`` is not a plain name.
+        DataError: The files are not there (the message says where it looked, which games are there, and how to
+            download them).
+    """
+    if not isinstance(game, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", game) or game.startswith("."):
+        raise ConfigError(f"'game' must be the name of an AgentBoard PDDL game, e.g. 'barman', got {game!r:.80}")
+    root = pddl_root(data_path)
+    domain, problems = root / f"{game}.pddl", root / game
+    if not domain.is_file() or not problems.is_dir():
+        there = sorted(p.stem for p in root.glob("*.pddl") if (root / p.stem).is_dir()) if root.is_dir() else []
+        found = f"games there: {there}" if there else "no games there"
+        raise DataError(
+            f"no PDDL game {game!r} under {root}: expected {domain} and the directory {problems} ({found}). "
+            f"Download AgentBoard's files with `agemem-download pddl --sha256 HEX`, or point data_path= or "
+            f"${PDDL_PATH_ENV} at a directory in that layout"
+        )
+    return domain, problems
+
+
 # ---- the game ----
 
 CHECK = "check valid actions"
@@ -570,6 +617,8 @@ class PDDLEnv(TextGameEnv):
     | ``levels`` | :data:`DEFAULT_LEVELS` | sizes per domain (blocks, balls) |
     | ``n_tasks`` | 1000 | seeds per (domain, size) in ``suite.task_ids`` |
     | ``domain_file``, ``problem_files`` | ``None`` | play these PDDL files instead (:class:`ProblemFiles`) |
+    | ``game`` | ``None`` | play one of AgentBoard's games by name (:func:`agentboard_files`), e.g. ``"barman"`` |
+    | ``data_path`` | ``None`` | where ``game`` is looked up (:func:`pddl_root`) |
     | ``phrases`` | ``None`` | a :class:`Phrasebook` for the files' domain |
     | ``step_limit`` | 30 | game steps per episode (then ``"game_truncated"``) |
 
@@ -588,10 +637,18 @@ class PDDLEnv(TextGameEnv):
         domain_file: str | Path | None = None,
         problem_files: str | Path | Sequence[str | Path] | None = None,
         phrases: Phrasebook | None = None,
+        game: str | None = None,
+        data_path: str | Path | None = None,
         step_limit: int = 30,
         **kwargs: Any,
     ) -> None:
         source: TaskSource
+        if game is not None:
+            if domain_file is not None or problem_files is not None:
+                raise ConfigError("pass either 'game' (AgentBoard's files by name) or 'domain_file'/'problem_files'")
+            domain_file, problem_files = agentboard_files(game, data_path)
+        elif data_path is not None:
+            raise ConfigError("'data_path' says where to find 'game'; pass game=... too, e.g. game='barman'")
         if domain_file is not None or problem_files is not None:
             if domain_file is None or problem_files is None:
                 raise ConfigError("'domain_file' and 'problem_files' go together: pass both to play PDDL files")

@@ -365,6 +365,7 @@ PUBLIC: dict[str, set[str]] = {
         "GRIPPER_PDDL",
         "GeneratedProblems",
         "PDDLEnv",
+        "PDDL_PATH_ENV",
         "PDDLGame",
         "PDDLGreedyPolicy",
         "PDDLPlannerMemoryPolicy",
@@ -373,7 +374,9 @@ PUBLIC: dict[str, set[str]] = {
         "PHRASES",
         "Phrasebook",
         "ProblemFiles",
+        "agentboard_files",
         "generate_problem",
+        "pddl_root",
     },
     "agemem_gym.trainers.grpo": {
         "Args",

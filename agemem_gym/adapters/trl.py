@@ -171,20 +171,26 @@ class _TRLEnvBase:
         self._info, self._reward_sum = info, self._reward_sum + float(reward)
         self._done = terminated or truncated
         messages = info["messages"]
-        if truncated:
+        if truncated and info.get("truncation_reason") != "game_truncated":
             raise RuntimeError(
                 f"the conversation was cut off ({info.get('truncation_reason')}): too many tool calls without "
-                "answering the user"
+                f"{self._progress_verb}"
             )
         if info["action_error"] is not None:
             # The env has recorded the mistake (a tool message and a format penalty); TRL shows the model the text.
             raise ValueError(messages[-1]["content"])
-        if terminated:
-            return "Your answer was recorded; the conversation is over."
         last = messages[-1]
+        if terminated or truncated:  # truncated here: the game's own step limit ended a valid action
+            return self._closing(last, truncated)
         if last["role"] == "user":  # an answer closed the turn: the user's next message
             return f"{self._speaker} says:\n{last['content']}"
         return str(last["content"])
+
+    _progress_verb = "answering the user"
+
+    def _closing(self, last: Mapping[str, Any], truncated: bool) -> str:
+        """The tool result of the step that ended the episode."""
+        return "Your answer was recorded; the conversation is over."
 
     def _call(self, name: str, arguments: Mapping[str, Any]) -> str:
         body = json.dumps([{"name": name, "arguments": _none_free(arguments)}], ensure_ascii=False)
@@ -295,11 +301,19 @@ class AgeMemTRLGameEnv(_TRLEnvBase):
     environment interface: the six memory tools, and ``act`` instead of ``answer``.
 
     Each tool call is one env step; ``act`` is the game action (the env's ``<answer>``), whose result is the game's
-    reply. The episode ends when the game does (or at the env's limits); ``get_reward`` returns its R. Memory tools
-    do not move the game.
+    reply. The episode ends when the game does (won, or its own step limit: the last ``act`` returns the game's
+    reply and says the game is over) or at the env's limits (too many memory calls between two actions: the call
+    raises, as TRL expects of a failed tool); ``get_reward`` returns its R. Memory tools do not move the game.
     """
 
     _speaker = "The game"
+    _progress_verb = "acting in the game"
+
+    def _closing(self, last: Mapping[str, Any], truncated: bool) -> str:
+        # The game's last reply (the win, or the move that used the last step) matters to the model as much as any.
+        why = "its step limit was reached" if truncated else "it has ended"
+        reply = f"The game says:\n{last['content']}\n" if last["role"] == "user" else ""
+        return f"{reply}The game is over ({why}); reply without calling tools."
 
     def act(self, command: str) -> str:
         """Take one action in the game; the memory tools do not move it.
