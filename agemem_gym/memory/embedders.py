@@ -123,6 +123,14 @@ def _embed_with_cache(
 ) -> np.ndarray:
     """Fill an ``(n, dim)`` array from the cache, computing the missing texts in one call."""
     out = np.empty((len(texts), dim), dtype=np.float32)
+    if len(texts) == 1:  # one query or one new memory: the same steps without the bookkeeping of a batch
+        text = texts[0]
+        hit = cache.get(text)
+        if hit is None:
+            hit = compute(texts)[0]
+            cache.put(text, hit)
+        out[0] = hit
+        return out
     missing: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
         hit = cache.get(text)
