@@ -336,10 +336,10 @@ class MemoryStore:
             return
         s = self._s
         s.reserve(len(items), self._config.growth)
-        labels = np.arange(s.next_label, s.next_label + len(items), dtype=np.int64)
-        s.index.add(vecs, labels, num_threads=self._config.num_threads)
-        s.vectors[labels] = vecs
-        for item, label in zip(items, labels.tolist()):
+        start, stop = s.next_label, s.next_label + len(items)
+        s.index.add(vecs, np.arange(start, stop, dtype=np.int64), num_threads=self._config.num_threads)
+        s.vectors[start:stop] = vecs  # the new slots are consecutive: a slice, not a fancy-indexed write
+        for item, label in zip(items, range(start, stop)):
             s.items[item.id] = item
             s.labels[item.id] = label
             s.id_of_label[label] = item.id
