@@ -209,6 +209,16 @@ def _json_problem(value: Any, max_depth: int, base: int = 0) -> tuple[ErrorCode,
     return None
 
 
+def _surely_fine(body: str, max_depth: int) -> bool:
+    """Whether :func:`_json_problem` must find nothing in the decoded ``body``, judged from the text alone.
+
+    The turn holds no lone surrogate (checked first), so a decoded string can only get one from a ``\\u`` escape,
+    and JSON nests no deeper than the number of ``[`` and ``{`` in the text: without a backslash and with at most
+    ``max_depth`` brackets (a typical call has three), the walk over the decoded value can be skipped.
+    """
+    return "\\" not in body and body.count("[") + body.count("{") <= max_depth
+
+
 def _decode(text: str) -> Any:
     """``json.loads`` that also turns Python's own limits into ``ValueError`` (for the callers' one except)."""
     try:
@@ -275,7 +285,7 @@ def _parse_tool_bodies(bodies: list[str], cfg: ProtocolConfig, think: str | None
             return _invalid(
                 ErrorCode.BAD_JSON, "the <tool_call> body holds a number or nesting too large to read.", think
             )
-        problem = _json_problem(value, cfg.max_json_depth)
+        problem = None if _surely_fine(body, cfg.max_json_depth) else _json_problem(value, cfg.max_json_depth)
         if problem is not None:
             return _invalid(*problem, think)
         block_calls, error = _calls_from_json(value, cfg.max_json_depth)

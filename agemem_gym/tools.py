@@ -386,15 +386,14 @@ def _retrieve(args: Mapping[str, Any], rt: ToolRuntime) -> tuple[str, dict[str, 
     flt = _metadata(args, "metadata_filter", rt.settings.max_metadata_chars)
     assert query is not None
     hits = rt.store.search(query, top_k, metadata_filter=flt)
-    data = {
-        "query": query,
-        "top_k": top_k,
-        "hits": [{"id": h.item.id, "score": round(float(h.score), 6), "content": h.item.content} for h in hits],
-    }
+    rows, lines = [], [f"{len(hits)} memor{'y' if len(hits) == 1 else 'ies'}:"]
+    for h in hits:  # the data rows and the message lines in one pass
+        item = h.item
+        rows.append({"id": item.id, "score": round(float(h.score), 6), "content": item.content})
+        lines.append(f"- {item.id}: {item.content}")
+    data = {"query": query, "top_k": top_k, "hits": rows}
     if not hits:
         return "no memories found" + (" (long-term memory is empty)" if len(rt.store) == 0 else ""), data
-    lines = [f"{len(hits)} memor{'y' if len(hits) == 1 else 'ies'}:"]
-    lines += [f"- {h.item.id}: {h.item.content}" for h in hits]
     return "\n".join(lines), data
 
 

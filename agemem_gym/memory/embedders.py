@@ -123,6 +123,14 @@ def _embed_with_cache(
 ) -> np.ndarray:
     """Fill an ``(n, dim)`` array from the cache, computing the missing texts in one call."""
     out = np.empty((len(texts), dim), dtype=np.float32)
+    if len(texts) == 1:  # one query or one new memory: the same steps without the bookkeeping of a batch
+        text = texts[0]
+        hit = cache.get(text)
+        if hit is None:
+            hit = compute(texts)[0]
+            cache.put(text, hit)
+        out[0] = hit
+        return out
     missing: dict[str, list[int]] = {}
     for i, text in enumerate(texts):
         hit = cache.get(text)
@@ -304,8 +312,17 @@ class HashingEmbedder:
             lo, hi = self.ngram_range
             feats = list(uni) if lo == 1 else []
             gram = uni
+            mul, mix_a, mix_b, mask = _NGRAM_MUL_INT, _MIX_A_INT, _MIX_B_INT, _MASK64
             for n in range(2, min(hi, len(tokens)) + 1):
-                gram = [_mix64_int((g * _NGRAM_MUL_INT + u) & _MASK64) for g, u in zip(gram[:-1], uni[n - 1 :])]
+                nxt = []
+                for g, u in zip(gram[:-1], uni[n - 1 :]):
+                    x = (g * mul + u) & mask  # _mix64_int inlined: a call per n-gram costs as much as its work
+                    x ^= x >> 30
+                    x = (x * mix_a) & mask
+                    x ^= x >> 27
+                    x = (x * mix_b) & mask
+                    nxt.append(x ^ (x >> 31))
+                gram = nxt
                 if n >= lo:
                     feats.extend(gram)
             counts = Counter(feats)

@@ -208,6 +208,8 @@ def is_step(value: Any) -> bool:
 
 def check_step(step: Any) -> None:
     """Raise :class:`ConfigError` unless ``step`` is an int >= 0."""
+    if type(step) is int and step >= 0:  # the usual case, without the general check's keyword handling
+        return
     check("step", step, "int", ge=0, numpy=True)
 
 

@@ -45,6 +45,10 @@ def nearest(s: StoreState, q: np.ndarray, k: int, *, ef_search: int) -> list[lis
         return [top(all_scores[i], labels, k, s.id_of_label) for i in range(len(q))]
     found = found.astype(np.int64)
     scores = np.einsum("mkd,md->mk", s.vectors[found], q)  # (m, k_query) exact cosines
+    if k_query <= _SMALL:
+        # What top() does for a short row, on Python lists taken once for the whole batch.
+        id_of = s.id_of_label
+        return [_top_small(v, lab, k, id_of) for v, lab in zip(scores.tolist(), found.tolist())]
     return [top(scores[i], found[i], k, s.id_of_label) for i in range(len(q))]
 
 
@@ -61,13 +65,7 @@ def top(scores: np.ndarray, labels: np.ndarray, k: int, id_of: Mapping[int, str]
     """The k best (label, score) by descending score then id, considering every tie at the k-th score."""
     n = len(scores)
     if n <= _SMALL:
-        # hnswlib's k + TIE_SLACK candidates: sorting them all by (score desc, id) and keeping k is the same as
-        # keeping every score >= the k-th and sorting those, in plain Python (numpy's per-call costs dominate here).
-        values, keys = scores.tolist(), labels.tolist()
-        ranked = sorted(
-            ((-v, id_of[lab], lab, v) for v, lab in zip(values, keys) if math.isfinite(v)),
-        )[:k]
-        return [(lab, v) for _, _, lab, v in ranked]
+        return _top_small(scores.tolist(), labels.tolist(), k, id_of)
     if n > k:
         kth = np.partition(scores, n - k)[n - k]
         sel = np.flatnonzero(scores >= kth)
@@ -78,6 +76,17 @@ def top(scores: np.ndarray, labels: np.ndarray, k: int, id_of: Mapping[int, str]
     return [(int(labels[j]), float(scores[j])) for j in best]
 
 
+def _top_small(values: list[float], keys: list[int], k: int, id_of: Mapping[int, str]) -> list[tuple[int, float]]:
+    """:func:`top` of a short row given as Python lists (hnswlib's k + TIE_SLACK candidates).
+
+    Sorting them all by (score desc, id) and keeping k is the same as keeping every score >= the k-th and sorting
+    those, in plain Python (numpy's per-call costs dominate here).
+    """
+    isfinite = math.isfinite
+    ranked = sorted([(-v, id_of[lab], lab, v) for v, lab in zip(values, keys) if isfinite(v)])[:k]
+    return [(lab, v) for _, _, lab, v in ranked]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Metadata filters
 # ---------------------------------------------------------------------------------------------------------------
@@ -85,6 +94,8 @@ def top(scores: np.ndarray, labels: np.ndarray, k: int, id_of: Mapping[int, str]
 
 def check_top_k(top_k: Any) -> int:
     """``top_k`` as an int; raises :class:`ConfigError` unless it is a positive int."""
+    if type(top_k) is int and top_k > 0:  # the usual case, without the general check's keyword handling
+        return top_k
     check("top_k", top_k, "int", gt=0, numpy=True)
     return int(top_k)
 

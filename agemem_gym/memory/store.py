@@ -23,6 +23,7 @@ then id, so the approximate path and the exact fallback order ties the same way.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -236,15 +237,23 @@ class MemoryStore:
 
     def _normalise(self, vecs: np.ndarray, source: str | None) -> np.ndarray:
         """``vecs`` as unit rows; ``source`` names them in errors (None: this store's embedder)."""
-        if not np.isfinite(vecs).all():
-            raise ConfigError(f"{source or self._source()} produced NaN or infinite values; vectors must be finite")
         # What np.linalg.norm(vecs, axis=1, keepdims=True) computes for real input, without its wrapper (same bits).
         norms = np.sqrt(np.add.reduce(vecs * vecs, axis=1, keepdims=True))  # (n, 1)
-        if (norms <= 0).any():
+        # A NaN or an infinity anywhere makes its row's norm NaN or infinite, so finite norms prove finite input and
+        # the element-wise check runs only when a norm is not finite (it may also have overflowed from finite input).
+        if len(norms) == 1:  # one query or one new memory: plain floats, without numpy's reductions
+            norm = float(norms[0, 0])
+            finite, zero = math.isfinite(norm), norm <= 0
+        else:
+            finite, zero = bool(np.isfinite(norms).all()), bool((norms <= 0).any())
+        if not finite and not np.isfinite(vecs).all():
+            raise ConfigError(f"{source or self._source()} produced NaN or infinite values; vectors must be finite")
+        if zero:
             raise ConfigError(
                 f"{source or self._source()} produced an all-zero vector, which has no direction for cosine similarity"
             )
-        return np.ascontiguousarray(vecs / norms, dtype=np.float32)
+        unit = vecs / norms
+        return unit if unit.flags.c_contiguous and unit.dtype == np.float32 else np.ascontiguousarray(unit, np.float32)
 
     def _source(self) -> str:
         return f"embedder {self._embedder.name!r}"
@@ -327,10 +336,10 @@ class MemoryStore:
             return
         s = self._s
         s.reserve(len(items), self._config.growth)
-        labels = np.arange(s.next_label, s.next_label + len(items), dtype=np.int64)
-        s.index.add(vecs, labels, num_threads=self._config.num_threads)
-        s.vectors[labels] = vecs
-        for item, label in zip(items, labels.tolist()):
+        start, stop = s.next_label, s.next_label + len(items)
+        s.index.add(vecs, np.arange(start, stop, dtype=np.int64), num_threads=self._config.num_threads)
+        s.vectors[start:stop] = vecs  # the new slots are consecutive: a slice, not a fancy-indexed write
+        for item, label in zip(items, range(start, stop)):
             s.items[item.id] = item
             s.labels[item.id] = label
             s.id_of_label[label] = item.id
