@@ -67,7 +67,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +89,7 @@ __all__ = [
     "Behaviours",
     "DemoArgs",
     "copy_accuracy",
+    "copy_pair_sampler",
     "easy_short_episodes",
     "initial_model",
     "main",
@@ -200,6 +201,15 @@ class DemoArgs:
     copy_curriculum: int = 0
     """also train on this many short copy turns (a stage-1 paragraph and its ``Add_memory``, a retrieval and the
     answer read off it, from worlds 1000, 1001, ...; renamed like the rest when ``sft_renames`` > 0)"""
+    induction_steps: int = 0
+    """copy pretraining before SFT (:mod:`agemem_gym.trainers.induction`, ``tokenizer="words"`` only): this many
+    steps on repeated random name sequences ``x1 ... xL SEP x1 ... xL``, the loss on the repeat (Olsson et al.
+    2022: induction heads form in a phase change on such text); 0: none"""
+    induction_pair_steps: int = 0
+    """then this many steps on short copy turns (a paragraph and its ``Add_memory``, a retrieval and its answer; no
+    system prompt), their names redrawn at every step"""
+    induction_learning_rate: float = 3e-3
+    """AdamW learning rate of the copy pretraining (constant after a 5% warm-up)"""
     copy_probe_tasks: int = 16
     """held-out tasks (suite_seed 1) on whose copying turns :func:`copy_accuracy` measures the warm start"""
     warm_start: str | None = None
@@ -253,9 +263,59 @@ def initial_model(args: DemoArgs, records: list[dict[str, Any]], folder: Path) -
     tok = word_tokenizer([*name_vocabulary(), *(w for w, n in counts.items() if n >= 2)])
     shape = TINY_MODELS[args.model]
     model = tiny_model(seed=args.seed, tokenizer=tok, hidden_size=shape["hidden_size"], num_layers=shape["num_layers"])
+    if args.induction_steps or args.induction_pair_steps:
+        history = _pretrain_copying(args, model, tok)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "copy_pretraining.json").write_text(json.dumps(history, indent=1))
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)
+
+
+def copy_pair_sampler(
+    tokenizer: Any, records: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> Callable[[np.random.Generator, int], list[tuple[list[int], list[int]]]]:
+    """A function ``(rng, n) -> n (prompt ids, response ids) pairs``: records drawn at random from ``records``,
+    each with its names redrawn (:func:`rename_names`) and encoded as SFT encodes it (:func:`~agemem_gym.trainers.
+    sft.encode_pair`), for the second phase of :func:`~agemem_gym.trainers.induction.pretrain_copying`."""
+    from agemem_gym.trainers.sft import encode_pair
+
+    if not records:
+        raise ValueError("copy_pair_sampler expects at least one record, got none")
+
+    def draw(rng: np.random.Generator, n: int) -> list[tuple[list[int], list[int]]]:
+        picks = rng.integers(len(records), size=n)
+        return [encode_pair(tokenizer, rename_names(records[int(i)], names, rng)) for i in picks]
+
+    return draw
+
+
+def _pretrain_copying(args: DemoArgs, model: Any, tok: Any) -> list[dict[str, Any]]:
+    """Copy pretraining of a fresh word-tokenizer model (the induction options of :class:`DemoArgs`)."""
+    from agemem_gym.trainers.induction import pretrain_copying
+
+    names = name_vocabulary(suffixes=False)
+    pool = sorted({int(i) for i in tok.convert_tokens_to_ids(names)} - {tok.unk_token_id})
+    draw = None
+    if args.induction_pair_steps:
+        turns = _copy_turns(recall_setting(args.max_tool_rounds), 512, seed=args.seed)
+        draw = copy_pair_sampler(tok, turns, names)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        history = pretrain_copying(
+            model,
+            pool,
+            sep_id=int(tok("\n", add_special_tokens=False).input_ids[0]),
+            pad_id=int(tok.pad_token_id),
+            steps=args.induction_steps,
+            pair_steps=args.induction_pair_steps,
+            draw_pairs=draw,
+            learning_rate=args.induction_learning_rate,
+            seed=args.seed,
+        )
+    for row in history:
+        print(f"copy pretraining: {row}", file=sys.stderr)
+    return history
 
 
 def rename_names(record: Mapping[str, Any], names: Sequence[str], rng: np.random.Generator) -> dict[str, Any]:
