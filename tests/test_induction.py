@@ -30,6 +30,17 @@ def test_repeated_sequence_repeats_the_first_half_after_the_separator_and_masks_
         repeated_sequence([1], 0, 5, rng)
 
 
+def test_common_words_recur_in_the_first_half_so_a_one_token_match_is_ambiguous() -> None:
+    rng = np.random.default_rng(0)
+    ids, mask = repeated_sequence(range(100, 10_000), 200, 5, rng, common=[1, 2], common_rate=0.5)
+    first = ids[:200]
+    assert ids[201:] == first and sum(mask) == 200
+    assert 70 < sum(x in (1, 2) for x in first) < 130  # about half, and each common word many times
+    assert repeated_sequence(range(100, 200), 5, 5, np.random.default_rng(1), common=[1], common_rate=0.0) == (
+        repeated_sequence(range(100, 200), 5, 5, np.random.default_rng(1))
+    )
+
+
 def test_the_loss_is_the_cross_entropy_of_the_repeated_half_only() -> None:
     model = tiny_model(seed=0)
     rng = np.random.default_rng(0)

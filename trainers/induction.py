@@ -37,10 +37,21 @@ Pair = tuple[list[int], list[int]]  # (prompt ids, response ids): the response c
 
 
 def repeated_sequence(
-    pool: Sequence[int], length: int, sep_id: int, rng: np.random.Generator
+    pool: Sequence[int],
+    length: int,
+    sep_id: int,
+    rng: np.random.Generator,
+    *,
+    common: Sequence[int] = (),
+    common_rate: float = 0.0,
 ) -> tuple[list[int], list[bool]]:
     """``x1 ... xL SEP x1 ... xL`` with ``L = length`` tokens drawn from ``pool`` (with replacement), and its loss
     mask: ``mask[i]`` says token ``i`` is a target (predicted from the tokens before it), true on the repeat only.
+
+    With ``common``, each ``x`` is instead drawn from ``common`` (a few frequent words, e.g. "was", "in") with
+    probability ``common_rate``. A common word then occurs several times in the first half, so the token after it
+    in the repeat is found only by matching the two tokens before it, as "... born in -> Town" needs: a one-token
+    induction match on "in" is ambiguous.
 
     >>> ids, mask = repeated_sequence([5, 6, 7], 4, 0, np.random.default_rng(0))
     >>> ids[:4] == ids[5:], ids[4], mask == [False] * 5 + [True] * 4
@@ -49,6 +60,9 @@ def repeated_sequence(
     if length < 1 or not pool:
         raise ValueError(f"repeated_sequence expects length >= 1 and a non-empty pool, got {length} and {len(pool)}")
     xs = [int(pool[i]) for i in rng.integers(len(pool), size=length)]
+    if common and common_rate > 0:
+        swap = rng.random(length) < common_rate
+        xs = [int(common[int(rng.integers(len(common)))]) if s else x for x, s in zip(xs, swap)]
     return [*xs, int(sep_id), *xs], [False] * (length + 1) + [True] * length
 
 
@@ -110,6 +124,8 @@ def pretrain_copying(
     max_length: int = 30,
     learning_rate: float = 1e-3,
     negatives: int = 512,
+    common: Sequence[int] = (),
+    common_rate: float = 0.0,
     seed: int = 0,
     log_every: int = 100,
 ) -> list[dict[str, Any]]:
@@ -121,7 +137,8 @@ def pretrain_copying(
     since the start.
 
     Each step's softmax runs over the batch's own tokens plus ``negatives`` random ids of the vocabulary
-    (:func:`masked_next_token_loss`; 0: the whole vocabulary).
+    (:func:`masked_next_token_loss`; 0: the whole vocabulary). ``common`` and ``common_rate`` go to
+    :func:`repeated_sequence`.
 
     The learning rate warms up over the first 5% of each phase and then stays constant: the phase change comes at
     a step nobody knows in advance, and a decay that ends before it would stall it.
@@ -141,7 +158,10 @@ def pretrain_copying(
     def draw(phase: str) -> tuple[Tensor, Tensor]:
         if phase == "repeat":
             lengths = rng.integers(min_length, max_length + 1, size=batch_size)
-            return batch_tensors([repeated_sequence(pool, int(n), sep_id, rng) for n in lengths], pad_id)
+            rows = [
+                repeated_sequence(pool, int(n), sep_id, rng, common=common, common_rate=common_rate) for n in lengths
+            ]
+            return batch_tensors(rows, pad_id)
         assert draw_pairs is not None
         return batch_tensors([_pair_row(p) for p in draw_pairs(rng, batch_size)], pad_id)
 

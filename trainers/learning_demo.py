@@ -208,6 +208,9 @@ class DemoArgs:
     induction_pair_steps: int = 0
     """then this many steps on short copy turns (a paragraph and its ``Add_memory``, a retrieval and its answer; no
     system prompt), their names redrawn at every step"""
+    induction_common_rate: float = 0.0
+    """share of the repeated sequences' tokens drawn from the 32 most frequent non-name words of the SFT turns
+    ("was", "in", ...), so that the copy must match two tokens, as after "born in"; 0: names only"""
     induction_learning_rate: float = 3e-3
     """AdamW learning rate of the copy pretraining (constant after a 5% warm-up)"""
     copy_probe_tasks: int = 16
@@ -264,7 +267,9 @@ def initial_model(args: DemoArgs, records: list[dict[str, Any]], folder: Path) -
     shape = TINY_MODELS[args.model]
     model = tiny_model(seed=args.seed, tokenizer=tok, hidden_size=shape["hidden_size"], num_layers=shape["num_layers"])
     if args.induction_steps or args.induction_pair_steps:
-        history = _pretrain_copying(args, model, tok)
+        known = set(name_vocabulary())
+        frequent = [w for w, _ in counts.most_common() if w not in known and len(w) > 1][:32]
+        history = _pretrain_copying(args, model, tok, frequent)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "copy_pretraining.json").write_text(json.dumps(history, indent=1))
     model.save_pretrained(folder)
@@ -290,8 +295,9 @@ def copy_pair_sampler(
     return draw
 
 
-def _pretrain_copying(args: DemoArgs, model: Any, tok: Any) -> list[dict[str, Any]]:
-    """Copy pretraining of a fresh word-tokenizer model (the induction options of :class:`DemoArgs`)."""
+def _pretrain_copying(args: DemoArgs, model: Any, tok: Any, frequent: Sequence[str]) -> list[dict[str, Any]]:
+    """Copy pretraining of a fresh word-tokenizer model (the induction options of :class:`DemoArgs`); ``frequent``
+    are the common words of the repeated sequences."""
     from agemem_gym.trainers.induction import pretrain_copying
 
     names = name_vocabulary(suffixes=False)
@@ -311,6 +317,8 @@ def _pretrain_copying(args: DemoArgs, model: Any, tok: Any) -> list[dict[str, An
             pair_steps=args.induction_pair_steps,
             draw_pairs=draw,
             learning_rate=args.induction_learning_rate,
+            common=[int(i) for i in tok.convert_tokens_to_ids(list(frequent))],
+            common_rate=args.induction_common_rate,
             seed=args.seed,
         )
     for row in history:
