@@ -209,8 +209,11 @@ class DemoArgs:
     """then this many steps on short copy turns (a paragraph and its ``Add_memory``, a retrieval and its answer; no
     system prompt), their names redrawn at every step"""
     induction_common_rate: float = 0.0
-    """share of the repeated sequences' tokens drawn from the 32 most frequent non-name words of the SFT turns
-    ("was", "in", ...), so that the copy must match two tokens, as after "born in"; 0: names only"""
+    """share of the repeated sequences' tokens drawn from the ``induction_common_words`` most frequent non-name
+    words of the SFT turns ("was", "in", ...), so that the copy must match two tokens, as after "born in"; 0: names
+    only"""
+    induction_common_words: int = 32
+    """how many frequent words ``induction_common_rate`` draws from (fewer: more ambiguous one-token matches)"""
     induction_learning_rate: float = 3e-3
     """AdamW learning rate of the copy pretraining (constant after a 5% warm-up)"""
     copy_probe_tasks: int = 16
@@ -268,7 +271,7 @@ def initial_model(args: DemoArgs, records: list[dict[str, Any]], folder: Path) -
     model = tiny_model(seed=args.seed, tokenizer=tok, hidden_size=shape["hidden_size"], num_layers=shape["num_layers"])
     if args.induction_steps or args.induction_pair_steps:
         known = set(name_vocabulary())
-        frequent = [w for w, _ in counts.most_common() if w not in known and len(w) > 1][:32]
+        frequent = [w for w, _ in counts.most_common() if w not in known and len(w) > 1][: args.induction_common_words]
         history = _pretrain_copying(args, model, tok, frequent)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "copy_pretraining.json").write_text(json.dumps(history, indent=1))
