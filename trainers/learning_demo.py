@@ -55,20 +55,22 @@ it writes are now random vocabulary words ("Tevdene was born in Halhum."), no lo
 removes the memorising, and 376 steps do not grow a copy (induction) circuit in the 2-layer, 128-wide model (a
 4-layer one at learning rate 5e-3 was worse: loss 0.77, 0 exact, at step 94, when it was stopped).
 
-**Copy pretraining** (``--induction-steps``, :mod:`agemem_gym.trainers.induction`; measured with seed 1 as above,
-a fresh ``--tokenizer words`` model, batch 32, learning rate 3e-3, ``copy_acc`` the whole-vocabulary argmax accuracy
+**Copy pretraining** (``--induction-steps``, :mod:`agemem_gym.trainers.induction`; measured with seed 1 as above, a
+fresh ``--tokenizer words`` model, batch 32, learning rate 3e-3, ``copy_acc`` the whole-vocabulary argmax accuracy
 on a fixed batch of the phase). Repeated random name sequences ``x1..xL SEP x1..xL`` (L 10-30, loss on the repeat;
 Olsson et al. 2022): an induction phase change, copy accuracy 0.16 at step 600, 0.74 at 700, 0.98 at 800 (a second
 run: 0.30 at 800, 0.91 at 900), 0.2-0.4 s a step at load 5-7; then 400 steps of renamed short copy turns
-(``--induction-pair-steps``), 0.97 in distribution. Held out (16 tasks, full prompts): 0 of 32 stored sentences
-and 0 of 16 answers exact; on the short, system-prompt-free form of the same turns it writes the right surname in
-6 of 8 but a wrong town ("Zolsor was born in Olis." for "... Tamrik."). With 30% of the sequence tokens drawn from
-the 32 commonest non-name words (``--induction-common-rate 0.3``, so the copy after a repeated word needs a
-two-token match; 0.37 at step 600, 0.81 at 700, 0.97 at 800; 1,500 + 400 steps, 7 min): 1 of 32 stored sentences and 12 of 16 answers exact. Half the tokens from the 4 commonest words (``--induction-common-rate 0.5 --induction-common-words 4``): no sharp change (0.41 at step 400, 0.63 at 1,500), and after the pair phase it writes one fixed sentence ("Bolthal was born in Ithbuk."), 0 of 32 and 0 of 16. The demo's SFT
-then (renamed x2, 16 worlds x 8 episodes, 1,544 turns) at its learning rate 3e-3, two epochs (386 steps): 0 of 32
-and 3 of 16, the copying lost; at 3e-4, one epoch (193 steps, 70 s): 3 of 32 and 10 of 16. Towns in stored
-sentences are still the gap (the surname is copied, the town after "born in" is not), so GRPO was not run on
-these warm starts and the options stay off by default.
+(``--induction-pair-steps``), 0.97 in distribution. Held out (16 tasks, full prompts): 0 of 32 stored sentences and
+0 of 16 answers exact; on the short, system-prompt-free form of the same turns it writes the right surname in 6 of 8
+but a wrong town ("Zolsor was born in Olis." for "... Tamrik."). With 30% of the sequence tokens drawn from the 32
+commonest non-name words (``--induction-common-rate 0.3``, so the copy after a repeated word needs a two-token
+match; 0.37 at step 600, 0.81 at 700, 0.97 at 800; 1,500 + 400 steps, 7 min): 1 of 32 stored sentences and 12 of 16
+answers exact. Half the tokens from the 4 commonest words (``--induction-common-rate 0.5 --induction-common-words
+4``): no sharp change (0.41 at step 400, 0.63 at 1,500), and after the pair phase it writes one fixed sentence
+("Bolthal was born in Ithbuk."), 0 of 32 and 0 of 16. The demo's SFT from the rate-0.3 start (renamed x2, 16 worlds x 8
+episodes, 1,544 turns) at its learning rate 3e-3, two epochs (386 steps): 0 of 32 and 3 of 16, the copying lost; at 3e-4, one epoch
+(193 steps, 70 s): 3 of 32 and 10 of 16. Towns in stored sentences are still the gap (the surname is copied, the
+town after "born in" is not), so GRPO was not run on these warm starts and the options stay off by default.
 
 With a model that copies, the same experiment is
 ``--model smollm2 --sft-episodes 40 --sft-epochs 1 --sft-learning-rate 1e-4 --learning-rate 2e-5
