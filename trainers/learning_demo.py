@@ -67,10 +67,11 @@ commonest non-name words (``--induction-common-rate 0.3``, so the copy after a r
 match; 0.37 at step 600, 0.81 at 700, 0.97 at 800; 1,500 + 400 steps, 7 min): 1 of 32 stored sentences and 12 of 16
 answers exact. Half the tokens from the 4 commonest words (``--induction-common-rate 0.5 --induction-common-words
 4``): no sharp change (0.41 at step 400, 0.63 at 1,500), and after the pair phase it writes one fixed sentence
-("Bolthal was born in Ithbuk."), 0 of 32 and 0 of 16. The demo's SFT from the rate-0.3 start (renamed x2, 16 worlds x 8
-episodes, 1,544 turns) at its learning rate 3e-3, two epochs (386 steps): 0 of 32 and 3 of 16, the copying lost; at 3e-4, one epoch
-(193 steps, 70 s): 3 of 32 and 10 of 16. Towns in stored sentences are still the gap (the surname is copied, the
-town after "born in" is not), so GRPO was not run on these warm starts and the options stay off by default.
+("Bolthal was born in Ithbuk."), 0 of 32 and 0 of 16. The demo's SFT from the rate-0.3 start (renamed x2, 16 worlds
+x 8 episodes, 1,544 turns) at its learning rate 3e-3, two epochs (386 steps): 0 of 32 and 3 of 16, the copying lost;
+at 3e-4, one epoch (193 steps, 70 s): 3 of 32 and 10 of 16. Towns in stored sentences are still the gap (the surname
+is copied, the town after "born in" is not), so GRPO was not run on these warm starts and the options stay off by
+default.
 
 With a model that copies, the same experiment is
 ``--model smollm2 --sft-episodes 40 --sft-epochs 1 --sft-learning-rate 1e-4 --learning-rate 2e-5
