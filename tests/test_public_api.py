@@ -404,11 +404,18 @@ PUBLIC: dict[str, set[str]] = {
         "Behaviours",
         "DemoArgs",
         "copy_accuracy",
+        "copy_pair_sampler",
         "easy_short_episodes",
         "initial_model",
         "main",
         "recall_setting",
         "rename_names",
+    },
+    "agemem_gym.trainers.induction": {
+        "batch_tensors",
+        "masked_next_token_loss",
+        "pretrain_copying",
+        "repeated_sequence",
     },
     "agemem_gym.trainers.plots": {"MEMORY_PANELS", "PANELS", "plot_metrics", "read_metrics"},
     "agemem_gym.trainers.policy": {

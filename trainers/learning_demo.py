@@ -53,8 +53,27 @@ episodes, two epochs: 0 exact (it stores "The"). ``--copy-curriculum 3000`` (sho
 of 188 steps of 16 (11 min): loss 0.43 -> 0.41, 0 of 32 stored sentences and 0 of 16 answers exact, but the names
 it writes are now random vocabulary words ("Tevdene was born in Halhum."), no longer memorised ones: renaming
 removes the memorising, and 376 steps do not grow a copy (induction) circuit in the 2-layer, 128-wide model (a
-4-layer one at learning rate 5e-3 was worse: loss 0.77, 0 exact, at step 94, when it was stopped). With
-a model that copies, the same experiment is
+4-layer one at learning rate 5e-3 was worse: loss 0.77, 0 exact, at step 94, when it was stopped).
+
+**Copy pretraining** (``--induction-steps``, :mod:`agemem_gym.trainers.induction`; measured with seed 1 as above, a
+fresh ``--tokenizer words`` model, batch 32, learning rate 3e-3, ``copy_acc`` the whole-vocabulary argmax accuracy
+on a fixed batch of the phase). Repeated random name sequences ``x1..xL SEP x1..xL`` (L 10-30, loss on the repeat;
+Olsson et al. 2022): an induction phase change, copy accuracy 0.16 at step 600, 0.74 at 700, 0.98 at 800 (a second
+run: 0.30 at 800, 0.91 at 900), 0.2-0.4 s a step at load 5-7; then 400 steps of renamed short copy turns
+(``--induction-pair-steps``), 0.97 in distribution. Held out (16 tasks, full prompts): 0 of 32 stored sentences and
+0 of 16 answers exact; on the short, system-prompt-free form of the same turns it writes the right surname in 6 of 8
+but a wrong town ("Zolsor was born in Olis." for "... Tamrik."). With 30% of the sequence tokens drawn from the 32
+commonest non-name words (``--induction-common-rate 0.3``, so the copy after a repeated word needs a two-token
+match; 0.37 at step 600, 0.81 at 700, 0.97 at 800; 1,500 + 400 steps, 7 min): 1 of 32 stored sentences and 12 of 16
+answers exact. Half the tokens from the 4 commonest words (``--induction-common-rate 0.5 --induction-common-words
+4``): no sharp change (0.41 at step 400, 0.63 at 1,500), and after the pair phase it writes one fixed sentence
+("Bolthal was born in Ithbuk."), 0 of 32 and 0 of 16. The demo's SFT from the rate-0.3 start (renamed x2, 16 worlds
+x 8 episodes, 1,544 turns) at its learning rate 3e-3, two epochs (386 steps): 0 of 32 and 3 of 16, the copying lost;
+at 3e-4, one epoch (193 steps, 70 s): 3 of 32 and 10 of 16. Towns in stored sentences are still the gap (the surname
+is copied, the town after "born in" is not), so GRPO was not run on these warm starts and the options stay off by
+default.
+
+With a model that copies, the same experiment is
 ``--model smollm2 --sft-episodes 40 --sft-epochs 1 --sft-learning-rate 1e-4 --learning-rate 2e-5
 --max-prompt-tokens 256 --max-new-tokens 64 --groups-per-update 2 --group-size 4 --micro-batch-size 8
 --threads 2`` (5-10 minutes an update on 2 CPU cores).
@@ -67,7 +86,7 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +108,7 @@ __all__ = [
     "Behaviours",
     "DemoArgs",
     "copy_accuracy",
+    "copy_pair_sampler",
     "easy_short_episodes",
     "initial_model",
     "main",
@@ -200,6 +220,21 @@ class DemoArgs:
     copy_curriculum: int = 0
     """also train on this many short copy turns (a stage-1 paragraph and its ``Add_memory``, a retrieval and the
     answer read off it, from worlds 1000, 1001, ...; renamed like the rest when ``sft_renames`` > 0)"""
+    induction_steps: int = 0
+    """copy pretraining before SFT (:mod:`agemem_gym.trainers.induction`, ``tokenizer="words"`` only): this many
+    steps on repeated random name sequences ``x1 ... xL SEP x1 ... xL``, the loss on the repeat (Olsson et al.
+    2022: induction heads form in a phase change on such text); 0: none"""
+    induction_pair_steps: int = 0
+    """then this many steps on short copy turns (a paragraph and its ``Add_memory``, a retrieval and its answer; no
+    system prompt), their names redrawn at every step"""
+    induction_common_rate: float = 0.0
+    """share of the repeated sequences' tokens drawn from the ``induction_common_words`` most frequent non-name
+    words of the SFT turns ("was", "in", ...), so that the copy must match two tokens, as after "born in"; 0: names
+    only"""
+    induction_common_words: int = 32
+    """how many frequent words ``induction_common_rate`` draws from (fewer: more ambiguous one-token matches)"""
+    induction_learning_rate: float = 3e-3
+    """AdamW learning rate of the copy pretraining (constant after a 5% warm-up)"""
     copy_probe_tasks: int = 16
     """held-out tasks (suite_seed 1) on whose copying turns :func:`copy_accuracy` measures the warm start"""
     warm_start: str | None = None
@@ -253,9 +288,64 @@ def initial_model(args: DemoArgs, records: list[dict[str, Any]], folder: Path) -
     tok = word_tokenizer([*name_vocabulary(), *(w for w, n in counts.items() if n >= 2)])
     shape = TINY_MODELS[args.model]
     model = tiny_model(seed=args.seed, tokenizer=tok, hidden_size=shape["hidden_size"], num_layers=shape["num_layers"])
+    if args.induction_steps or args.induction_pair_steps:
+        known = set(name_vocabulary())
+        frequent = [w for w, _ in counts.most_common() if w not in known and len(w) > 1][: args.induction_common_words]
+        history = _pretrain_copying(args, model, tok, frequent)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "copy_pretraining.json").write_text(json.dumps(history, indent=1))
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)
+
+
+def copy_pair_sampler(
+    tokenizer: Any, records: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> Callable[[np.random.Generator, int], list[tuple[list[int], list[int]]]]:
+    """A function ``(rng, n) -> n (prompt ids, response ids) pairs``: records drawn at random from ``records``,
+    each with its names redrawn (:func:`rename_names`) and encoded as SFT encodes it (:func:`~agemem_gym.trainers.
+    sft.encode_pair`), for the second phase of :func:`~agemem_gym.trainers.induction.pretrain_copying`."""
+    from agemem_gym.trainers.sft import encode_pair
+
+    if not records:
+        raise ValueError("copy_pair_sampler expects at least one record, got none")
+
+    def draw(rng: np.random.Generator, n: int) -> list[tuple[list[int], list[int]]]:
+        picks = rng.integers(len(records), size=n)
+        return [encode_pair(tokenizer, rename_names(records[int(i)], names, rng)) for i in picks]
+
+    return draw
+
+
+def _pretrain_copying(args: DemoArgs, model: Any, tok: Any, frequent: Sequence[str]) -> list[dict[str, Any]]:
+    """Copy pretraining of a fresh word-tokenizer model (the induction options of :class:`DemoArgs`); ``frequent``
+    are the common words of the repeated sequences."""
+    from agemem_gym.trainers.induction import pretrain_copying
+
+    names = name_vocabulary(suffixes=False)
+    pool = sorted({int(i) for i in tok.convert_tokens_to_ids(names)} - {tok.unk_token_id})
+    draw = None
+    if args.induction_pair_steps:
+        turns = _copy_turns(recall_setting(args.max_tool_rounds), 512, seed=args.seed)
+        draw = copy_pair_sampler(tok, turns, names)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        history = pretrain_copying(
+            model,
+            pool,
+            sep_id=int(tok("\n", add_special_tokens=False).input_ids[0]),
+            pad_id=int(tok.pad_token_id),
+            steps=args.induction_steps,
+            pair_steps=args.induction_pair_steps,
+            draw_pairs=draw,
+            learning_rate=args.induction_learning_rate,
+            common=[int(i) for i in tok.convert_tokens_to_ids(list(frequent))],
+            common_rate=args.induction_common_rate,
+            seed=args.seed,
+        )
+    for row in history:
+        print(f"copy pretraining: {row}", file=sys.stderr)
+    return history
 
 
 def rename_names(record: Mapping[str, Any], names: Sequence[str], rng: np.random.Generator) -> dict[str, Any]:
