@@ -107,6 +107,7 @@ __all__ = [
     "REPORTED",
     "Behaviours",
     "DemoArgs",
+    "birth_phrase",
     "copy_accuracy",
     "copy_pair_sampler",
     "easy_short_episodes",
@@ -233,6 +234,13 @@ class DemoArgs:
     only"""
     induction_common_words: int = 32
     """how many frequent words ``induction_common_rate`` draws from (fewer: more ambiguous one-token matches)"""
+    induction_phrase_rate: float = 0.0
+    """chance that each token of a repeated sequence is instead a whole "<Name> was born in <Town>." (names drawn
+    from the pool), so that the town in the repeat must be keyed on the name before the shared "was born in"; 0:
+    none"""
+    induction_spaces: bool = False
+    """join the repeated sequences' tokens with the space token, as the word tokenizer writes text (every name then
+    follows a space, so the copy must match two tokens back, as "in _ Town" needs); False: no spaces"""
     induction_learning_rate: float = 3e-3
     """AdamW learning rate of the copy pretraining (constant after a 5% warm-up)"""
     copy_probe_tasks: int = 16
@@ -317,6 +325,18 @@ def copy_pair_sampler(
     return draw
 
 
+def birth_phrase(tokenizer: Any) -> list[int]:
+    """The ids of "<Name> was born in <Town>." as the tokenizer writes them, -1 for each name slot: the ``phrase``
+    template of :func:`~agemem_gym.trainers.induction.repeated_sequence` (a word tokenizer: every name one
+    token)."""
+    a, b = name_vocabulary(suffixes=False)[:2]
+    ids = [int(i) for i in tokenizer(f"{a} was born in {b}.", add_special_tokens=False).input_ids]
+    slots = {int(i) for i in tokenizer.convert_tokens_to_ids([a, b])}
+    if len(slots) != 2 or sum(i in slots for i in ids) != 2:
+        raise ValueError("birth_phrase expects a word tokenizer that writes each name as one token")
+    return [-1 if i in slots else i for i in ids]
+
+
 def _pretrain_copying(args: DemoArgs, model: Any, tok: Any, frequent: Sequence[str]) -> list[dict[str, Any]]:
     """Copy pretraining of a fresh word-tokenizer model (the induction options of :class:`DemoArgs`); ``frequent``
     are the common words of the repeated sequences."""
@@ -341,6 +361,9 @@ def _pretrain_copying(args: DemoArgs, model: Any, tok: Any, frequent: Sequence[s
             learning_rate=args.induction_learning_rate,
             common=[int(i) for i in tok.convert_tokens_to_ids(list(frequent))],
             common_rate=args.induction_common_rate,
+            phrase=birth_phrase(tok) if args.induction_phrase_rate > 0 else (),
+            phrase_rate=args.induction_phrase_rate,
+            space_id=int(tok(" ", add_special_tokens=False).input_ids[0]) if args.induction_spaces else None,
             seed=args.seed,
         )
     for row in history:
