@@ -73,6 +73,15 @@ at 3e-4, one epoch (193 steps, 70 s): 3 of 32 and 10 of 16. Towns in stored sent
 is copied, the town after "born in" is not), so GRPO was not run on these warm starts and the options stay off by
 default.
 
+The word tokenizer writes each space as its own token, so the town of "was born in Tevrand" follows a space, as
+every name in the context does, while the surname of ``"content": "Mabwick`` follows a quote: a one-token match
+copies the surname and cannot find the town. Two options make the repeated sequences need that two-token match
+(measured as above, seed 1, 1,500 + 400 steps, common rate 0.3 over 32 words, the SFT at 3e-4 for one epoch, 16
+held-out tasks). ``--induction-spaces --induction-phrase-rate 0.1`` (the tokens joined by spaces, and each one with
+chance 0.1 a whole "<Name> was born in <Town>."; 13 min at load 2): no phase change, ``copy_acc`` 0.58 at step 100
+and 0.62 at 1,500 (the spaces and the phrase's fixed words, not the names), loss 2.57; 0 of 32 stored sentences
+and 0 of 16 answers exact before the SFT and after it.
+
 With a model that copies, the same experiment is
 ``--model smollm2 --sft-episodes 40 --sft-epochs 1 --sft-learning-rate 1e-4 --learning-rate 2e-5
 --max-prompt-tokens 256 --max-new-tokens 64 --groups-per-update 2 --group-size 4 --micro-batch-size 8
