@@ -73,14 +73,19 @@ at 3e-4, one epoch (193 steps, 70 s): 3 of 32 and 10 of 16. Towns in stored sent
 is copied, the town after "born in" is not), so GRPO was not run on these warm starts and the options stay off by
 default.
 
-The word tokenizer writes each space as its own token, so the town of "was born in Tevrand" follows a space, as
-every name in the context does, while the surname of ``"content": "Mabwick`` follows a quote: a one-token match
-copies the surname and cannot find the town. Two options make the repeated sequences need that two-token match
-(measured as above, seed 1, 1,500 + 400 steps, common rate 0.3 over 32 words, the SFT at 3e-4 for one epoch, 16
-held-out tasks). ``--induction-spaces --induction-phrase-rate 0.1`` (the tokens joined by spaces, and each one with
-chance 0.1 a whole "<Name> was born in <Town>."; 13 min at load 2): no phase change, ``copy_acc`` 0.58 at step 100
-and 0.62 at 1,500 (the spaces and the phrase's fixed words, not the names), loss 2.57; 0 of 32 stored sentences
-and 0 of 16 answers exact before the SFT and after it.
+The word tokenizer writes each space as its own token ("Gulkel", "_", "was", "_", "born", "_", "in", "_",
+"Torruk"), so the town of a stored sentence follows a space, as every name in the context does, while its surname
+follows the quote of ``"content": "``: presumably why a one-token match copies the surname and not the town. Two
+options make the repeated sequences need a two-token match (measured as above: seed 1, 1,500 + 400 steps, common
+rate 0.3 over 32 words, then the SFT at 3e-4 for one epoch; 16 held-out tasks). ``--induction-spaces
+--induction-phrase-rate 0.1`` (the drawn tokens joined by spaces, each one with chance 0.1 a whole "<Name> was born
+in <Town>."; 13 min at load 2): no phase change, ``copy_acc`` 0.58 at step 100 and 0.62 at 1,500 (the spaces and
+the phrase's fixed words, not the names), loss 2.57; 0 of 32 stored sentences and 0 of 16 answers exact before the
+SFT and after it (SFT loss 4.91 -> 0.64). ``--induction-phrase-rate 0.1`` alone (no spaces between the drawn
+tokens, the phrase written with its spaces; 10 min): no phase change either, ``copy_acc`` 0.40 at step 100 and 0.42
+at 1,500, loss 3.69; 0 of 32 and 0 of 16 before the SFT and after it (SFT loss 3.81 -> 0.59). Without the phrase
+the same recipe had its phase change at steps 600-800 (above); with it none came in 1,500 steps, so mixing copy
+turns into the SFT and GRPO were not run on these starts.
 
 With a model that copies, the same experiment is
 ``--model smollm2 --sft-episodes 40 --sft-epochs 1 --sft-learning-rate 1e-4 --learning-rate 2e-5
