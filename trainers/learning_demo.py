@@ -75,9 +75,10 @@ default.
 
 The word tokenizer writes each space as its own token ("Gulkel", "_", "was", "_", "born", "_", "in", "_",
 "Torruk"), so the town of a stored sentence follows a space, as every name in the context does, while its surname
-follows the quote of ``"content": "``: presumably why a one-token match copies the surname and not the town. Two
-options make the repeated sequences need a two-token match (measured as above: seed 1, 1,500 + 400 steps, common
-rate 0.3 over 32 words, then the SFT at 3e-4 for one epoch; 16 held-out tasks). ``--induction-spaces
+follows the quote of ``"content": "``: presumably why a one-token match copies the surname and not the town. "was",
+"born" and "in" are already among the 32 common words of the rate-0.3 run (they are drawn alone, never next to a
+space). Two options make the repeated sequences need a two-token match (measured as above: seed 1, 1,500 + 400
+steps, common rate 0.3 over 32 words, then the SFT at 3e-4 for one epoch; 16 held-out tasks). ``--induction-spaces
 --induction-phrase-rate 0.1`` (the drawn tokens joined by spaces, each one with chance 0.1 a whole "<Name> was born
 in <Town>."; 13 min at load 2): no phase change, ``copy_acc`` 0.58 at step 100 and 0.62 at 1,500 (the spaces and
 the phrase's fixed words, not the names), loss 2.57; 0 of 32 stored sentences and 0 of 16 answers exact before the
