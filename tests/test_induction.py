@@ -3,6 +3,8 @@ sampled softmax, a few training steps, and the learning demo's renamed copy pair
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -105,3 +107,32 @@ def test_copy_pairs_are_renamed_at_every_draw_and_still_copy_from_their_prompt()
     for prompt, response in first:
         stored = tok.decode(response).split('"content": "', 1)[1].split('"', 1)[0]
         assert stored in tok.decode(prompt)
+
+
+def test_birth_phrases_and_spaces_make_the_town_follow_a_shared_two_token_prefix() -> None:
+    from agemem_gym.trainers.learning_demo import birth_phrase
+    from agemem_gym.trainers.models import word_tokenizer
+
+    tok = word_tokenizer([*name_vocabulary(), "was", "born", "in"])
+    phrase = birth_phrase(tok)
+    assert phrase.count(-1) == 2 and phrase[0] == phrase[-2] == -1
+    a, b = name_vocabulary(suffixes=False)[:2]
+    filled = [int(i) for i in tok.convert_tokens_to_ids([a, b])]
+    assert tok.decode(
+        [filled[0] if t == -1 and i == 0 else filled[1] if t == -1 else t for i, t in enumerate(phrase)]
+    ) == (f"{a} was born in {b}.")
+    space = int(tok(" ", add_special_tokens=False).input_ids[0])
+    pool = list(range(256, 400))
+    ids, mask = repeated_sequence(pool, 40, 5, np.random.default_rng(0), phrase=phrase, phrase_rate=0.3, space_id=space)
+    n = ids.index(5)
+    assert ids[:n] == ids[n + 1 :] and sum(mask) == n and not any(mask[: n + 1])
+    first = ids[:n]
+    born = [i for i in range(len(first) - 4) if first[i : i + 4] == phrase[4:8]]  # "born _ in _"
+    assert len(born) >= 3 and all(first[i + 4] in pool for i in born)  # several towns after the same prefix
+    assert not any(x in pool and y in pool for x, y in itertools.pairwise(first))  # a space between any two names
+    assert first.count(space) >= 40 - 1
+    # off by default: the same draws as before
+    rng_args = (pool, 5, 5)
+    assert repeated_sequence(*rng_args, np.random.default_rng(1), phrase=phrase, phrase_rate=0.0) == repeated_sequence(
+        *rng_args, np.random.default_rng(1)
+    )

@@ -403,6 +403,7 @@ PUBLIC: dict[str, set[str]] = {
         "REPORTED",
         "Behaviours",
         "DemoArgs",
+        "birth_phrase",
         "copy_accuracy",
         "copy_pair_sampler",
         "easy_short_episodes",

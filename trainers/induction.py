@@ -44,6 +44,9 @@ def repeated_sequence(
     *,
     common: Sequence[int] = (),
     common_rate: float = 0.0,
+    phrase: Sequence[int] = (),
+    phrase_rate: float = 0.0,
+    space_id: int | None = None,
 ) -> tuple[list[int], list[bool]]:
     """``x1 ... xL SEP x1 ... xL`` with ``L = length`` tokens drawn from ``pool`` (with replacement), and its loss
     mask: ``mask[i]`` says token ``i`` is a target (predicted from the tokens before it), true on the repeat only.
@@ -52,6 +55,15 @@ def repeated_sequence(
     probability ``common_rate``. A common word then occurs several times in the first half, so the token after it
     in the repeat is found only by matching the two tokens before it, as "... born in -> Town" needs: a one-token
     induction match on "in" is ambiguous.
+
+    With ``phrase`` (a template of token ids, a negative id a slot, e.g. ``[-1, was, born, in, -1, .]`` for
+    "<Name> was born in <Town>."), each of the ``length`` draws is instead, with probability ``phrase_rate``, the
+    template with its slots filled from ``pool``. Several such phrases in the first half share the prefix "was
+    born in", so the town in the repeat is found only by keying on the name before it.
+
+    With ``space_id``, the draws are joined by that token, as a word tokenizer writes text ("x1 _ x2 _ x3"): every
+    name then follows the same space token, so a copy must match the token *two* back ("in _ -> Town"), as the
+    town of a stored sentence needs.
 
     >>> ids, mask = repeated_sequence([5, 6, 7], 4, 0, np.random.default_rng(0))
     >>> ids[:4] == ids[5:], ids[4], mask == [False] * 5 + [True] * 4
@@ -63,7 +75,18 @@ def repeated_sequence(
     if common and common_rate > 0:
         swap = rng.random(length) < common_rate
         xs = [int(common[int(rng.integers(len(common)))]) if s else x for x, s in zip(xs, swap)]
-    return [*xs, int(sep_id), *xs], [False] * (length + 1) + [True] * length
+    units = [[x] for x in xs]
+    if phrase and phrase_rate > 0:
+        starts = rng.random(length) < phrase_rate
+        fill = lambda t: int(pool[int(rng.integers(len(pool)))]) if t < 0 else int(t)  # noqa: E731
+        units = [[fill(t) for t in phrase] if start else unit for unit, start in zip(units, starts)]
+    xs = []
+    for i, unit in enumerate(units):
+        if space_id is not None and i > 0:
+            xs.append(int(space_id))
+        xs += unit
+    n = len(xs)
+    return [*xs, int(sep_id), *xs], [False] * (n + 1) + [True] * n
 
 
 def batch_tensors(rows: Sequence[tuple[list[int], list[bool]]], pad_id: int) -> tuple[Tensor, Tensor]:
@@ -126,6 +149,9 @@ def pretrain_copying(
     negatives: int = 512,
     common: Sequence[int] = (),
     common_rate: float = 0.0,
+    phrase: Sequence[int] = (),
+    phrase_rate: float = 0.0,
+    space_id: int | None = None,
     seed: int = 0,
     log_every: int = 100,
 ) -> list[dict[str, Any]]:
@@ -137,8 +163,8 @@ def pretrain_copying(
     since the start.
 
     Each step's softmax runs over the batch's own tokens plus ``negatives`` random ids of the vocabulary
-    (:func:`masked_next_token_loss`; 0: the whole vocabulary). ``common`` and ``common_rate`` go to
-    :func:`repeated_sequence`.
+    (:func:`masked_next_token_loss`; 0: the whole vocabulary). ``common``, ``common_rate``, ``phrase``,
+    ``phrase_rate`` and ``space_id`` go to :func:`repeated_sequence`.
 
     The learning rate warms up over the first 5% of each phase and then stays constant: the phase change comes at
     a step nobody knows in advance, and a decay that ends before it would stall it.
@@ -159,7 +185,18 @@ def pretrain_copying(
         if phase == "repeat":
             lengths = rng.integers(min_length, max_length + 1, size=batch_size)
             rows = [
-                repeated_sequence(pool, int(n), sep_id, rng, common=common, common_rate=common_rate) for n in lengths
+                repeated_sequence(
+                    pool,
+                    int(n),
+                    sep_id,
+                    rng,
+                    common=common,
+                    common_rate=common_rate,
+                    phrase=phrase,
+                    phrase_rate=phrase_rate,
+                    space_id=space_id,
+                )
+                for n in lengths
             ]
             return batch_tensors(rows, pad_id)
         assert draw_pairs is not None

@@ -73,6 +73,21 @@ at 3e-4, one epoch (193 steps, 70 s): 3 of 32 and 10 of 16. Towns in stored sent
 is copied, the town after "born in" is not), so GRPO was not run on these warm starts and the options stay off by
 default.
 
+The word tokenizer writes each space as its own token ("Gulkel", "_", "was", "_", "born", "_", "in", "_",
+"Torruk"), so the town of a stored sentence follows a space, as every name in the context does, while its surname
+follows the quote of ``"content": "``: presumably why a one-token match copies the surname and not the town. "was",
+"born" and "in" are already among the 32 common words of the rate-0.3 run (they are drawn alone, never next to a
+space). Two options make the repeated sequences need a two-token match (measured as above: seed 1, 1,500 + 400
+steps, common rate 0.3 over 32 words, then the SFT at 3e-4 for one epoch; 16 held-out tasks). ``--induction-spaces
+--induction-phrase-rate 0.1`` (the drawn tokens joined by spaces, each one with chance 0.1 a whole "<Name> was born
+in <Town>."; 13 min at load 2): no phase change, ``copy_acc`` 0.58 at step 100 and 0.62 at 1,500 (the spaces and
+the phrase's fixed words, not the names), loss 2.57; 0 of 32 stored sentences and 0 of 16 answers exact before the
+SFT and after it (SFT loss 4.91 -> 0.64). ``--induction-phrase-rate 0.1`` alone (no spaces between the drawn
+tokens, the phrase written with its spaces; 10 min): no phase change either, ``copy_acc`` 0.40 at step 100 and 0.42
+at 1,500, loss 3.69; 0 of 32 and 0 of 16 before the SFT and after it (SFT loss 3.81 -> 0.59). Without the phrase
+the same recipe had its phase change at steps 600-800 (above); with it none came in 1,500 steps, so mixing copy
+turns into the SFT and GRPO were not run on these starts.
+
 With a model that copies, the same experiment is
 ``--model smollm2 --sft-episodes 40 --sft-epochs 1 --sft-learning-rate 1e-4 --learning-rate 2e-5
 --max-prompt-tokens 256 --max-new-tokens 64 --groups-per-update 2 --group-size 4 --micro-batch-size 8
@@ -107,6 +122,7 @@ __all__ = [
     "REPORTED",
     "Behaviours",
     "DemoArgs",
+    "birth_phrase",
     "copy_accuracy",
     "copy_pair_sampler",
     "easy_short_episodes",
@@ -233,6 +249,13 @@ class DemoArgs:
     only"""
     induction_common_words: int = 32
     """how many frequent words ``induction_common_rate`` draws from (fewer: more ambiguous one-token matches)"""
+    induction_phrase_rate: float = 0.0
+    """chance that each token of a repeated sequence is instead a whole "<Name> was born in <Town>." (names drawn
+    from the pool), so that the town in the repeat must be keyed on the name before the shared "was born in"; 0:
+    none"""
+    induction_spaces: bool = False
+    """join the repeated sequences' tokens with the space token, as the word tokenizer writes text (every name then
+    follows a space, so the copy must match two tokens back, as "in _ Town" needs); False: no spaces"""
     induction_learning_rate: float = 3e-3
     """AdamW learning rate of the copy pretraining (constant after a 5% warm-up)"""
     copy_probe_tasks: int = 16
@@ -317,6 +340,18 @@ def copy_pair_sampler(
     return draw
 
 
+def birth_phrase(tokenizer: Any) -> list[int]:
+    """The ids of "<Name> was born in <Town>." as the tokenizer writes them, -1 for each name slot: the ``phrase``
+    template of :func:`~agemem_gym.trainers.induction.repeated_sequence` (a word tokenizer: every name one
+    token)."""
+    a, b = name_vocabulary(suffixes=False)[:2]
+    ids = [int(i) for i in tokenizer(f"{a} was born in {b}.", add_special_tokens=False).input_ids]
+    slots = {int(i) for i in tokenizer.convert_tokens_to_ids([a, b])}
+    if len(slots) != 2 or sum(i in slots for i in ids) != 2:
+        raise ValueError("birth_phrase expects a word tokenizer that writes each name as one token")
+    return [-1 if i in slots else i for i in ids]
+
+
 def _pretrain_copying(args: DemoArgs, model: Any, tok: Any, frequent: Sequence[str]) -> list[dict[str, Any]]:
     """Copy pretraining of a fresh word-tokenizer model (the induction options of :class:`DemoArgs`); ``frequent``
     are the common words of the repeated sequences."""
@@ -341,6 +376,9 @@ def _pretrain_copying(args: DemoArgs, model: Any, tok: Any, frequent: Sequence[s
             learning_rate=args.induction_learning_rate,
             common=[int(i) for i in tok.convert_tokens_to_ids(list(frequent))],
             common_rate=args.induction_common_rate,
+            phrase=birth_phrase(tok) if args.induction_phrase_rate > 0 else (),
+            phrase_rate=args.induction_phrase_rate,
+            space_id=int(tok(" ", add_special_tokens=False).input_ids[0]) if args.induction_spaces else None,
             seed=args.seed,
         )
     for row in history:
